@@ -260,8 +260,11 @@ impl Amount {
     pub fn mul_rate(self, rate: Rate) -> Amount {
         Amount(self.0 * i128::from(rate.0) / i128::from(SCALE))
     }
-    /// Negation.
-    pub fn neg(self) -> Amount {
+}
+
+impl std::ops::Neg for Amount {
+    type Output = Amount;
+    fn neg(self) -> Amount {
         Amount(-self.0)
     }
 }

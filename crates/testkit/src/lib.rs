@@ -50,7 +50,11 @@ pub fn require_server(what: &str, env_var: &str, default: &str) -> Option<String
 
 /// The real PostgreSQL server, or a skip (see [`require_server`]).
 pub fn postgres() -> Option<String> {
-    require_server("PostgreSQL", "TRADESTACK_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
+    require_server(
+        "PostgreSQL",
+        "TRADESTACK_TEST_POSTGRES_URL",
+        DEFAULT_POSTGRES_URL,
+    )
 }
 
 /// The real Redis server, or a skip (see [`require_server`]).
@@ -60,7 +64,11 @@ pub fn redis() -> Option<String> {
 
 /// The real Kafka-compatible broker, or a skip (see [`require_server`]).
 pub fn kafka() -> Option<String> {
-    require_server("Kafka broker", "TRADESTACK_TEST_KAFKA_BROKERS", DEFAULT_KAFKA_BROKERS)
+    require_server(
+        "Kafka broker",
+        "TRADESTACK_TEST_KAFKA_BROKERS",
+        DEFAULT_KAFKA_BROKERS,
+    )
 }
 
 /// A process-unique name for a test resource (database, topic, key prefix).
