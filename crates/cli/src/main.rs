@@ -1,1 +1,108 @@
-fn main() {}
+//! `tradestack`: run the whole ecosystem in one process (`up`), one service
+//! on real engines (`serve`), and inspect a running deployment (`status`,
+//! `health`, `config show`, `version`).
+
+mod commands;
+mod services;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// A trading ecosystem in one binary.
+#[derive(Parser)]
+#[command(name = "tradestack", version, about, disable_version_flag = false)]
+struct Cli {
+    /// Configuration file (default: $TRADESTACK_CONFIG, else ./tradestack.toml if present).
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs every service in this process on the configured (embedded by default) engines.
+    Up,
+    /// Runs one service as its own process.
+    Serve {
+        /// The service to run (see `tradestack serve --help`): registry.
+        service: String,
+    },
+    /// Prints the registered services: address, health, uptime and version.
+    Status {
+        /// Registry URL (default: `registry.url` from the configuration).
+        #[arg(long)]
+        registry: Option<String>,
+    },
+    /// Exits non-zero when a required service is missing or not ready.
+    Health {
+        /// Registry URL (default: `registry.url` from the configuration).
+        #[arg(long)]
+        registry: Option<String>,
+    },
+    /// Configuration commands.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Prints the version.
+    Version,
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Prints the effective configuration with secrets redacted.
+    Show,
+}
+
+/// Exit code for an unusable configuration.
+const EXIT_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Version = cli.command {
+        println!("tradestack {}", tradestack_service::VERSION);
+        return ExitCode::SUCCESS;
+    }
+    let config = match tradestack_config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Up => commands::up::run(config, None).await,
+            Command::Serve { service } => commands::up::run(config, Some(service)).await,
+            Command::Status { registry } => commands::status::status(&config, registry).await,
+            Command::Health { registry } => commands::status::health(&config, registry).await,
+            Command::Config {
+                command: ConfigCommand::Show,
+            } => {
+                print!("{}", config.to_redacted_toml());
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Version => Ok(ExitCode::SUCCESS),
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            // One readable line: the error and its causes.
+            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,6 +1,6 @@
 //! An HTTP client for the registry API, used by services and the CLI.
 
-use crate::entry::{Check, CheckStatus, Registration, ServiceEntry};
+use crate::entry::{CheckStatus, Registration, ServiceEntry};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -92,9 +92,7 @@ impl RegistryClient {
             port,
             tags: vec![],
             meta,
-            check: Some(Check {
-                ttl: humantime::format_duration(ttl).to_string(),
-            }),
+            check: Some(crate::entry_check(ttl)),
         };
         self.json(
             self.http

@@ -19,5 +19,12 @@ pub mod entry;
 pub mod store;
 
 pub use client::RegistryClient;
+
+/// A TTL check for a registration.
+pub fn entry_check(ttl: std::time::Duration) -> entry::Check {
+    entry::Check {
+        ttl: humantime::format_duration(ttl).to_string(),
+    }
+}
 pub use entry::{CheckStatus, Registration, ServiceEntry};
 pub use store::{Registry, RegistryError};

@@ -65,6 +65,7 @@ pub fn traces_url(base: &str) -> String {
     }
 }
 
+/// Logs go to stderr so that stdout carries only command output.
 /// Installs the global subscriber (once per process; later calls only return a
 /// guard) and, with an endpoint, the OTLP trace exporter and the W3C
 /// trace-context propagator.
@@ -115,7 +116,11 @@ pub fn init(settings: &LogSettings) -> Result<TelemetryGuard, TelemetryError> {
             .try_init()
     } else {
         registry
-            .with(tracing_subscriber::fmt::layer().with_target(true))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_target(true)
+                    .with_writer(std::io::stderr),
+            )
             .try_init()
     };
     Ok(TelemetryGuard { provider })

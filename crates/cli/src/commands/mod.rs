@@ -1,0 +1,4 @@
+//! The subcommands.
+
+pub mod status;
+pub mod up;

@@ -1,0 +1,116 @@
+//! `up` (every service in one process) and `serve <service>` (one service).
+
+use crate::services::{ALL, RegistryService};
+use anyhow::Context;
+use std::process::ExitCode;
+use std::sync::Arc;
+use tradestack_config::Config;
+use tradestack_registry::{Registry, RegistryClient};
+use tradestack_service::{RegistryLink, RunningService, Runtime};
+
+/// Starts the chosen services (all when `only` is `None`) and runs until
+/// Ctrl-C or SIGTERM, then shuts down cleanly and exits 0.
+pub async fn run(config: Config, only: Option<String>) -> anyhow::Result<ExitCode> {
+    if let Some(name) = &only
+        && !ALL.contains(&name.as_str())
+    {
+        eprintln!(
+            "error: unknown service {name:?}; available: {}",
+            ALL.join(", ")
+        );
+        return Ok(ExitCode::from(2));
+    }
+    let label = only.clone().unwrap_or_else(|| "all".into());
+    let mut guard =
+        tradestack_telemetry::logging::init(&tradestack_telemetry::logging::LogSettings {
+            service: format!("tradestack-{label}"),
+            json: config.log.format == tradestack_config::LogFormat::Json,
+            level: config.log.level.clone(),
+            otlp_endpoint: config.otlp_endpoint(),
+        })
+        .context("telemetry")?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+
+    let mut rt = Runtime::build(config, &label).await?;
+    let wanted = |name: &str| match &only {
+        Some(o) => o == name,
+        None => rt.config.service(name).enabled,
+    };
+
+    let registry = Registry::new(
+        rt.cache.clone(),
+        rt.clock.clone(),
+        rt.config.registry.ttl.as_std(),
+    );
+    let mut running: Vec<RunningService> = Vec::new();
+    // Services in this process use a local registry directly, else the configured one.
+    let link = if wanted("registry") {
+        RegistryLink::Local(registry.clone())
+    } else {
+        RegistryLink::Remote(RegistryClient::new(rt.config.registry.url.clone()))
+    };
+    if wanted("registry") {
+        let cfg = rt.config.service("registry");
+        let svc = Arc::new(RegistryService {
+            registry: registry.clone(),
+        });
+        running.push(
+            tradestack_service::start(&rt, svc, cfg.listen, cfg.advertise.clone(), link.clone())
+                .await?,
+        );
+    }
+    say(&format!(
+        "tradestack {} is up (bus={}, state={}, cache={})",
+        tradestack_service::VERSION,
+        rt.bus.engine_name(),
+        rt.store.engine(),
+        rt.cache.engine()
+    ));
+    for s in &running {
+        say(&format!("  {:<10} http://{}", s.name, s.addr));
+    }
+    say("Press Ctrl-C to stop.");
+
+    wait_for_signal().await;
+    say("shutting down...");
+    rt.begin_shutdown();
+    for s in running {
+        let _ = s.task.await;
+    }
+    rt.finish_shutdown().await;
+    guard.shutdown();
+    say("stopped cleanly");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a line; a closed stdout (e.g. piped into `head`) is not an error.
+fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
