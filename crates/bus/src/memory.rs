@@ -72,13 +72,13 @@ struct TopicState<T> {
 }
 
 impl<T: Message> TopicState<T> {
-    fn publish(&self, d: Delivery<T>) -> Result<(), (BusError, Option<Delivery<T>>)> {
+    fn publish(&self, d: Delivery<T>) -> Result<(), BusError> {
         let queues = self.queues.load();
         match queues.len() {
             0 => Ok(()),
             1 => queues[0]
                 .push(d)
-                .map_err(|d| (BusError::Full(self.name.to_string()), Some(d))),
+                .map_err(|_| BusError::Full(self.name.to_string())),
             _ => {
                 // All-or-nothing would need two passes under every lock; instead
                 // a full queue fails the publish after the others got theirs,
@@ -88,7 +88,7 @@ impl<T: Message> TopicState<T> {
                     full |= q.push(d.clone()).is_err();
                 }
                 if full {
-                    Err((BusError::Full(self.name.to_string()), None))
+                    Err(BusError::Full(self.name.to_string()))
                 } else {
                     Ok(())
                 }
@@ -110,7 +110,7 @@ impl<T: Message> ErasedTopic for TopicState<T> {
     }
     fn publish_raw(&self, env: &RawEnvelope) -> Result<(), BusError> {
         let d = crate::envelope::decode::<T>(env)?;
-        self.publish(d).map_err(|(e, _)| e)
+        self.publish(d)
     }
     fn close(&self) {
         for q in self.queues.load().iter() {
@@ -298,7 +298,7 @@ impl<T> Clone for Publisher<T> {
 impl<T: Message> Publisher<T> {
     /// Publishes now or fails with [`BusError::Full`].
     pub fn try_publish(&self, d: Delivery<T>) -> Result<(), BusError> {
-        self.topic.publish(d).map_err(|(e, _)| e)
+        self.topic.publish(d)
     }
 
     /// Publishes, waiting for space in each full subscriber queue, so every
