@@ -39,8 +39,8 @@ pub async fn status(config: &Config, url: Option<String>) -> anyhow::Result<Exit
         .timeout(Duration::from_secs(3))
         .build()?;
     println!(
-        "{:<28} {:<10} {:<22} {:<10} {:<14} {}",
-        "ID", "SERVICE", "ADDRESS", "HEALTH", "UPTIME", "VERSION"
+        "{:<28} {:<10} {:<22} {:<10} {:<14} VERSION",
+        "ID", "SERVICE", "ADDRESS", "HEALTH", "UPTIME"
     );
     let now = now_ns();
     for e in &entries {
