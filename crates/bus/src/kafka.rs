@@ -14,6 +14,14 @@
 //!   partition means the broker lost its log and the outbox relay re-sent
 //!   what it retained; the consumer then re-reads the partition from the
 //!   start, and deduplication by event id drops what it had already seen.
+//! - When every broker connection goes down, the broker may come back empty
+//!   (a single broker with volatile storage). Producers then create their
+//!   topics again before the next publish, and consumers stop fetching until
+//!   the broker answers, create the topic if it is missing, and take their
+//!   partitions back: from where they were, or from the start of a log that
+//!   is now shorter than their position. Fetching a topic the broker no
+//!   longer knows is avoided on purpose: librdkafka 2.12 crashes (SIGSEGV in
+//!   `rd_kafka_metadata_update_op`) on the leader hint such a fetch returns.
 
 use crate::envelope::{Delivery, Headers, RawEnvelope, headers};
 use crate::{Ack, BusError, Message, Topic};
@@ -27,7 +35,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers as _, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -96,9 +104,18 @@ impl KafkaSettings {
 
 struct Inner {
     settings: KafkaSettings,
-    producer: FutureProducer,
+    producer: FutureProducer<OutageContext>,
+    /// Set by the producer when every broker connection went down.
+    producer_down: Arc<AtomicBool>,
     admin: AdminClient<DefaultClientContext>,
+    /// Topics known to exist since the producer last lost every broker.
     ensured: Mutex<HashSet<String>>,
+    /// One topic creation at a time, so a burst of publishes after an outage
+    /// sends one CreateTopics request rather than one per message.
+    creating: tokio::sync::Mutex<()>,
+    /// Failed creations so far: callers queued behind a failure fail fast
+    /// instead of each waiting out the admin timeout while the broker is down.
+    create_failures: AtomicU64,
     closed: AtomicBool,
     anonymous: AtomicU64,
 }
@@ -118,7 +135,12 @@ impl KafkaBus {
     /// on invalid settings.
     pub fn new(settings: KafkaSettings) -> Result<Self, BusError> {
         let mut pc = settings.client_config();
-        pc.set("acks", "all")
+        // Topics are created by `ensure_topic` with the configured partition
+        // count. A restarted broker would otherwise auto-create them on the
+        // producer's next metadata request with its own default count, which
+        // moves keys to other partitions.
+        pc.set("allow.auto.create.topics", "false")
+            .set("acks", "all")
             .set("enable.idempotence", "false")
             .set("max.in.flight.requests.per.connection", "1")
             .set("partitioner", "murmur2_random")
@@ -129,15 +151,23 @@ impl KafkaBus {
                 "message.timeout.ms",
                 settings.message_timeout.as_millis().to_string(),
             );
-        let producer: FutureProducer = pc.create().map_err(broker_err)?;
+        let producer_down = Arc::new(AtomicBool::new(false));
+        let producer: FutureProducer<OutageContext> = pc
+            .create_with_context(OutageContext {
+                down: producer_down.clone(),
+            })
+            .map_err(broker_err)?;
         let admin: AdminClient<DefaultClientContext> =
             settings.client_config().create().map_err(broker_err)?;
         Ok(KafkaBus {
             inner: Arc::new(Inner {
                 settings,
                 producer,
+                producer_down,
                 admin,
                 ensured: Mutex::new(HashSet::new()),
+                creating: tokio::sync::Mutex::new(()),
+                create_failures: AtomicU64::new(0),
                 closed: AtomicBool::new(false),
                 anonymous: AtomicU64::new(0),
             }),
@@ -148,28 +178,57 @@ impl KafkaBus {
         format!("{}{}", self.inner.settings.topic_prefix, name)
     }
 
-    async fn ensure_topic(&self, full: &str) -> Result<(), BusError> {
-        if self.inner.ensured.lock().contains(full) {
+    /// Makes sure `full` exists, creating it with the configured partition
+    /// count. `recheck` asks the broker even if the topic was ensured before
+    /// (a consumer after an outage: the broker may have come back empty).
+    async fn ensure_topic(&self, full: &str, recheck: bool) -> Result<(), BusError> {
+        if !recheck && self.inner.ensured.lock().contains(full) {
             return Ok(());
         }
+        let failures = self.inner.create_failures.load(Ordering::Acquire);
+        let _turn = self.inner.creating.lock().await;
+        if !recheck && self.inner.ensured.lock().contains(full) {
+            return Ok(());
+        }
+        if self.inner.create_failures.load(Ordering::Acquire) != failures {
+            return Err(BusError::Broker(format!(
+                "create topic {full}: the broker did not answer; retry later"
+            )));
+        }
+        match self.create_topic(full).await {
+            Ok(()) => {
+                self.inner.ensured.lock().insert(full.to_string());
+                Ok(())
+            }
+            Err(e) => {
+                self.inner.create_failures.fetch_add(1, Ordering::AcqRel);
+                Err(e)
+            }
+        }
+    }
+
+    async fn create_topic(&self, full: &str) -> Result<(), BusError> {
         let s = &self.inner.settings;
         let topic = NewTopic::new(full, s.partitions, TopicReplication::Fixed(s.replication));
-        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-        match self.inner.admin.create_topics([&topic], &opts).await {
-            Ok(results) => {
-                for r in results {
-                    match r {
-                        Ok(_) => {}
-                        Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                        Err((t, code)) => {
-                            return Err(BusError::Broker(format!("create topic {t}: {code}")));
-                        }
-                    }
+        // Bounded, so a publish during an outage fails (the outbox keeps the
+        // row) rather than waiting for librdkafka's default of a minute.
+        let opts = AdminOptions::new()
+            .operation_timeout(Some(Duration::from_secs(5)))
+            .request_timeout(Some(Duration::from_secs(10)));
+        let results = self
+            .inner
+            .admin
+            .create_topics([&topic], &opts)
+            .await
+            .map_err(|e| broker_err(format!("create topic {full}: {e}")))?;
+        for r in results {
+            match r {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((t, code)) => {
+                    return Err(BusError::Broker(format!("create topic {t}: {code}")));
                 }
             }
-            Err(e) => return Err(broker_err(format!("create topic {full}: {e}"))),
         }
-        self.inner.ensured.lock().insert(full.to_string());
         Ok(())
     }
 
@@ -179,7 +238,14 @@ impl KafkaBus {
             return Err(BusError::Closed);
         }
         let full = self.full_topic(&env.topic);
-        self.ensure_topic(&full).await?;
+        if self.inner.producer_down.swap(false, Ordering::AcqRel) {
+            // Every broker was unreachable: it may have restarted without its
+            // topics. A broker like tansu acknowledges produce requests for a
+            // topic it does not know yet without listing the topic, so a
+            // consumer would never see those messages; create topics again.
+            self.inner.ensured.lock().clear();
+        }
+        self.ensure_topic(&full, false).await?;
         let id = env.id.to_string();
         let ts = env.created_at.as_i64().to_string();
         let mut hs = OwnedHeaders::new_with_capacity(env.headers.len() + 2)
@@ -227,7 +293,7 @@ impl KafkaBus {
         group: Option<&str>,
     ) -> Result<KafkaSubscription<T>, BusError> {
         let full = self.full_topic(topic.name());
-        self.ensure_topic(&full).await?;
+        self.ensure_topic(&full, false).await?;
         let s = &self.inner.settings;
         let membership = if group.is_some() {
             s.membership
@@ -259,13 +325,17 @@ impl KafkaBus {
             .set("reconnect.backoff.max.ms", "1000");
         let consumer = open_consumer(&config, &full, membership)?;
         let mut sub = KafkaSubscription {
+            bus: self.clone(),
             consumer,
             config,
             membership,
             reset_to_start: reset == "earliest",
             topic: full,
+            suspended: false,
             last: None,
+            next: HashMap::new(),
             epochs: HashMap::new(),
+            rewind: BTreeSet::new(),
             _t: PhantomData,
         };
         if membership == Membership::Static {
@@ -295,19 +365,17 @@ impl KafkaBus {
     }
 }
 
-/// Notes when every broker connection is down, so a consumer can tell an
-/// outage from an idle topic.
+/// Notes when every broker connection is down: a producer then creates its
+/// topics again, a consumer stops fetching until the broker answers.
 #[derive(Default)]
 struct OutageContext {
-    down: AtomicBool,
+    /// Shared, because a producer's context is out of reach once wrapped.
+    down: Arc<AtomicBool>,
 }
 
 impl ClientContext for OutageContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        if matches!(
-            error.rdkafka_error_code(),
-            Some(RDKafkaErrorCode::AllBrokersDown)
-        ) {
+        if is_outage(&error) {
             self.down.store(true, Ordering::Release);
         }
         tracing::warn!(%error, reason, "kafka client error");
@@ -315,6 +383,13 @@ impl ClientContext for OutageContext {
 }
 
 impl ConsumerContext for OutageContext {}
+
+fn is_outage(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::AllBrokersDown)
+    )
+}
 
 type Stream = StreamConsumer<OutageContext>;
 
@@ -334,13 +409,25 @@ fn open_consumer(
 
 /// Receives from one Kafka topic through a consumer group.
 pub struct KafkaSubscription<T> {
+    /// The bus, to create the topic again after an outage.
+    bus: KafkaBus,
     consumer: Arc<Stream>,
     config: ClientConfig,
     membership: Membership,
     reset_to_start: bool,
     topic: String,
+    /// Fetching is stopped because every broker connection went down.
+    suspended: bool,
+    /// The last delivery; its offset is stored when the next one is asked for.
     last: Option<(i32, i64)>,
+    /// Per partition, where to go on after an outage: just past the last
+    /// delivery, or the start of a log that was replaced.
+    next: HashMap<i32, rdkafka::Offset>,
+    /// The newest `ts-epoch` seen per partition.
     epochs: HashMap<i32, u64>,
+    /// Partitions to re-read from the start that were not sought yet; their
+    /// messages are dropped until then, as they will come again.
+    rewind: BTreeSet<i32>,
     _t: PhantomData<fn() -> T>,
 }
 
@@ -353,17 +440,33 @@ impl<T: Message> KafkaSubscription<T> {
             {
                 tracing::debug!(error = %e, partition = p, offset = o, "offset not stored");
             }
+            if self.suspended && !self.resume().await {
+                // Keep serving the consumer's queue (errors, callbacks) while
+                // the broker is away; nothing is assigned, so no message is lost.
+                let _ =
+                    tokio::time::timeout(Duration::from_millis(500), self.consumer.recv()).await;
+                continue;
+            }
+            if !self.rewind.is_empty() {
+                self.seek_rewinds().await;
+            }
             let consumer = self.consumer.clone();
             let m = match tokio::time::timeout(Duration::from_secs(2), consumer.recv()).await {
                 Ok(Ok(m)) => m,
                 Ok(Err(e)) => {
                     // Broker outages surface here; librdkafka reconnects by itself.
                     tracing::debug!(error = %e, topic = %self.topic, "consumer error");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    if is_outage(&e) {
+                        self.suspend();
+                    } else {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
                     continue;
                 }
                 Err(_) => {
-                    self.recover_after_outage().await;
+                    if consumer.context().down.load(Ordering::Acquire) {
+                        self.suspend();
+                    }
                     continue;
                 }
             };
@@ -389,22 +492,19 @@ impl<T: Message> KafkaSubscription<T> {
                 Some(seen) if epoch > seen => {
                     tracing::warn!(topic = %self.topic, partition, epoch, "broker log was replaced; re-reading partition from the start");
                     self.epochs.insert(partition, epoch);
-                    if let Err(e) = self.consumer.seek(
-                        &self.topic,
-                        partition,
-                        rdkafka::Offset::Beginning,
-                        Duration::from_secs(5),
-                    ) {
-                        tracing::warn!(error = %e, "seek failed; continuing from here");
-                    } else {
-                        continue;
-                    }
+                    self.rewind.insert(partition);
+                    self.next.insert(partition, rdkafka::Offset::Beginning);
                 }
                 Some(_) => {}
                 None => {
                     self.epochs.insert(partition, epoch);
                 }
             }
+            if self.rewind.contains(&partition) {
+                continue;
+            }
+            self.next
+                .insert(partition, rdkafka::Offset::Offset(offset + 1));
             self.last = Some((partition, offset + 1));
             let Some(id) = id else {
                 tracing::warn!(topic = %self.topic, partition, offset, "message without ts-id header skipped");
@@ -432,15 +532,32 @@ impl<T: Message> KafkaSubscription<T> {
 }
 
 impl<T> KafkaSubscription<T> {
-    /// After an outage with no traffic since, a consumer can stay attached to a
-    /// group generation the restarted broker no longer knows (seen with tansu),
-    /// so it would wait forever. Once a broker answers again, open a fresh
-    /// consumer in the same group: it resumes from the committed offsets, or
-    /// from the start of a log the broker rebuilt.
-    async fn recover_after_outage(&mut self) {
-        if !self.consumer.context().down.load(Ordering::Acquire) {
+    /// Stops fetching while every broker connection is down. The broker may
+    /// come back without the topic, or with it re-created under a new topic
+    /// id; fetching with the old one then gets a reply that crashes
+    /// librdkafka 2.12, and a position past the end of a shorter log is not
+    /// reported by every broker. `resume` takes the partitions back safely.
+    fn suspend(&mut self) {
+        if self.suspended {
             return;
         }
+        self.suspended = true;
+        match self.membership {
+            Membership::Static => {
+                if let Err(e) = self.consumer.unassign() {
+                    tracing::warn!(error = %e, topic = %self.topic, "cannot unassign partitions");
+                }
+            }
+            Membership::Broker => self.consumer.unsubscribe(),
+        }
+        tracing::warn!(topic = %self.topic, "all brokers are down; fetching stopped until one answers");
+    }
+
+    /// Once a broker answers again: creates the topic if the broker lost it,
+    /// then takes the partitions back (static membership) or joins the group
+    /// with a fresh consumer, as a restarted broker may not know the old
+    /// member. True when fetching again.
+    async fn resume(&mut self) -> bool {
         let probe = self.consumer.clone();
         let reachable = tokio::task::spawn_blocking(move || {
             probe.fetch_metadata(None, Duration::from_secs(1)).is_ok()
@@ -448,36 +565,73 @@ impl<T> KafkaSubscription<T> {
         .await
         .unwrap_or(false);
         if !reachable {
-            return;
+            return false;
         }
-        if self.membership == Membership::Static {
-            match self.assign_all().await {
-                Ok(()) => {
-                    tracing::warn!(topic = %self.topic, "broker is back after an outage; partitions re-assigned");
-                    self.consumer.context().down.store(false, Ordering::Release);
-                    self.epochs.clear();
-                }
-                Err(e) => tracing::warn!(error = %e, "cannot re-assign partitions; retrying"),
-            }
-            return;
+        if let Err(e) = self.bus.ensure_topic(&self.topic, true).await {
+            tracing::warn!(error = %e, "cannot ensure the topic after an outage; retrying");
+            return false;
         }
-        match open_consumer(&self.config, &self.topic, self.membership) {
-            Ok(fresh) => {
-                tracing::warn!(topic = %self.topic, "broker is back after an outage; rejoining the consumer group");
-                if let Some((p, o)) = self.last.take() {
-                    let _ = self.consumer.store_offset(&self.topic, p, o);
-                }
-                self.consumer = fresh;
-                self.epochs.clear();
+        let resumed = match self.membership {
+            Membership::Static => self.assign_all().await,
+            Membership::Broker => self.rejoin(),
+        };
+        match resumed {
+            Ok(()) => {
+                tracing::warn!(topic = %self.topic, "broker is back after an outage; fetching again");
+                self.suspended = false;
+                self.consumer.context().down.store(false, Ordering::Release);
+                true
             }
-            Err(e) => tracing::warn!(error = %e, "cannot reopen consumer; retrying"),
+            Err(e) => {
+                tracing::warn!(error = %e, topic = %self.topic, "cannot take partitions back; retrying");
+                false
+            }
         }
     }
-}
 
-impl<T> KafkaSubscription<T> {
-    /// Static membership: assigns every partition of the topic, each from the
-    /// group's committed offset, else from the start or end per the reset policy.
+    /// Broker membership: replaces the consumer with one that joins the group
+    /// anew and resumes from the committed offsets.
+    fn rejoin(&mut self) -> Result<(), BusError> {
+        let fresh = open_consumer(&self.config, &self.topic, self.membership)?;
+        let old = std::mem::replace(&mut self.consumer, fresh);
+        // The old member's group may be gone with the broker: do not wait for
+        // its final commit.
+        drop(close_consumer(old, false));
+        Ok(())
+    }
+
+    /// Seeks the partitions in `rewind` to their start; those that cannot be
+    /// sought yet (not assigned) stay pending.
+    async fn seek_rewinds(&mut self) {
+        let consumer = self.consumer.clone();
+        let topic = self.topic.clone();
+        let pending: Vec<i32> = self.rewind.iter().copied().collect();
+        let sought = tokio::task::spawn_blocking(move || {
+            pending
+                .into_iter()
+                .filter(|&p| {
+                    match consumer.seek(&topic, p, rdkafka::Offset::Beginning, Duration::from_secs(5)) {
+                        Ok(()) => true,
+                        Err(e) => {
+                            tracing::debug!(error = %e, partition = p, "seek to the start failed; retrying");
+                            false
+                        }
+                    }
+                })
+                .collect::<Vec<i32>>()
+        })
+        .await
+        .unwrap_or_default();
+        for p in sought {
+            self.rewind.remove(&p);
+        }
+    }
+
+    /// Static membership: assigns every partition of the topic: where this
+    /// subscription left off, else from the group's committed offset, else
+    /// from the start or end per the reset policy. A position past the end of
+    /// the log means the broker lost the log (some brokers answer such a
+    /// fetch with nothing instead of an out-of-range error): start over.
     async fn assign_all(&mut self) -> Result<(), BusError> {
         let consumer = self.consumer.clone();
         let topic = self.topic.clone();
@@ -486,7 +640,13 @@ impl<T> KafkaSubscription<T> {
         } else {
             rdkafka::Offset::End
         };
+        let mut known = self.next.clone();
+        for p in &self.rewind {
+            known.insert(*p, rdkafka::Offset::Beginning);
+        }
         tokio::task::spawn_blocking(move || {
+            // Also refreshes the consumer's metadata, so it fetches with the
+            // topic id the broker has now.
             let md = consumer
                 .fetch_metadata(Some(&topic), Duration::from_secs(5))
                 .map_err(broker_err)?;
@@ -501,27 +661,79 @@ impl<T> KafkaSubscription<T> {
                     "topic {topic} has no partitions yet"
                 )));
             }
-            let mut wanted = rdkafka::TopicPartitionList::new();
-            for p in &partitions {
-                wanted.add_partition(&topic, *p);
-            }
-            let committed = consumer
-                .committed_offsets(wanted, Duration::from_secs(5))
-                .map_err(broker_err)?;
+            let committed = committed_offsets(&consumer, &topic, &partitions, &known);
             let mut assignment = rdkafka::TopicPartitionList::new();
-            for e in committed.elements() {
-                let offset = match e.offset() {
-                    rdkafka::Offset::Offset(o) if o >= 0 => rdkafka::Offset::Offset(o),
-                    _ => reset,
+            for p in partitions {
+                let start = match known
+                    .get(&p)
+                    .copied()
+                    .or_else(|| committed.get(&p).copied())
+                {
+                    Some(rdkafka::Offset::Offset(o)) => {
+                        let (_, high) = consumer
+                            .fetch_watermarks(&topic, p, Duration::from_secs(5))
+                            .map_err(broker_err)?;
+                        if o > high {
+                            tracing::warn!(
+                                topic,
+                                partition = p,
+                                position = o,
+                                end = high,
+                                "position past the end of the log; re-reading from the start"
+                            );
+                            rdkafka::Offset::Beginning
+                        } else {
+                            rdkafka::Offset::Offset(o)
+                        }
+                    }
+                    Some(other) => other,
+                    None => reset,
                 };
                 assignment
-                    .add_partition_offset(&topic, e.partition(), offset)
+                    .add_partition_offset(&topic, p, start)
                     .map_err(broker_err)?;
             }
             consumer.assign(&assignment).map_err(broker_err)
         })
         .await
-        .map_err(broker_err)?
+        .map_err(broker_err)??;
+        // Every partition to rewind was just assigned from its start.
+        self.rewind.clear();
+        Ok(())
+    }
+}
+
+/// The group's committed offsets for the partitions without a `known`
+/// position. A group coordinator that does not answer (tansu's can hang
+/// after a restart) only costs redeliveries: the reset policy applies.
+fn committed_offsets(
+    consumer: &Stream,
+    topic: &str,
+    partitions: &[i32],
+    known: &HashMap<i32, rdkafka::Offset>,
+) -> HashMap<i32, rdkafka::Offset> {
+    let mut wanted = rdkafka::TopicPartitionList::new();
+    for p in partitions.iter().filter(|p| !known.contains_key(p)) {
+        wanted.add_partition(topic, *p);
+    }
+    if wanted.count() == 0 {
+        return HashMap::new();
+    }
+    match consumer.committed_offsets(wanted, Duration::from_secs(5)) {
+        Ok(committed) => committed
+            .elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                rdkafka::Offset::Offset(o) if o >= 0 => {
+                    Some((e.partition(), rdkafka::Offset::Offset(o)))
+                }
+                _ => None,
+            })
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, topic, "committed offsets unavailable; using the reset policy");
+            HashMap::new()
+        }
     }
 }
 
@@ -530,8 +742,37 @@ impl<T> Drop for KafkaSubscription<T> {
         if let Some((p, o)) = self.last.take() {
             let _ = self.consumer.store_offset(&self.topic, p, o);
         }
-        let _ = self
-            .consumer
-            .commit_consumer_state(rdkafka::consumer::CommitMode::Sync);
+        // During an outage a commit would only wait for the broker.
+        let committed = close_consumer(self.consumer.clone(), !self.suspended);
+        // Wait for the final commit, as a subscription dropped and opened
+        // again in the same group should resume after the last delivery; but
+        // not for long, as a broker that is gone never answers.
+        let _ = committed.recv_timeout(Duration::from_secs(5));
     }
+}
+
+/// Closes a consumer on a thread of its own once every other handle is gone,
+/// after a synchronous commit of the stored offsets if `commit`. Both wait for
+/// the broker, without a bound if it is gone (librdkafka retries the final
+/// commit until a coordinator answers), so they must not hold up an async
+/// worker or a runtime shutdown. The receiver fires once the commit is done.
+fn close_consumer(consumer: Arc<Stream>, commit: bool) -> std::sync::mpsc::Receiver<()> {
+    let (done, committed) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("kafka-consumer-close".into())
+        .spawn(move || {
+            if commit {
+                let _ = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync);
+            }
+            let _ = done.send(());
+            // Blocking helpers (metadata, seek) may hold a handle a moment longer.
+            while Arc::strong_count(&consumer) > 1 {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            drop(consumer);
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "no thread to close the consumer on; closing it here");
+    }
+    committed
 }

@@ -263,7 +263,9 @@ impl Bus {
         match &self.inner.engine {
             Engine::Memory(m) => Ok(Subscription::Memory(m.subscribe(topic, group)?)),
             #[cfg(feature = "kafka")]
-            Engine::Kafka(k) => Ok(Subscription::Kafka(k.subscribe(topic, group).await?)),
+            Engine::Kafka(k) => Ok(Subscription::Kafka(Box::new(
+                k.subscribe(topic, group).await?,
+            ))),
         }
     }
 
@@ -366,7 +368,7 @@ pub enum Subscription<T> {
     Memory(memory::Receiver<T>),
     /// Kafka consumer.
     #[cfg(feature = "kafka")]
-    Kafka(kafka::KafkaSubscription<T>),
+    Kafka(Box<kafka::KafkaSubscription<T>>),
 }
 
 impl<T: Message> Subscription<T> {
