@@ -31,6 +31,13 @@ pub(crate) struct Slot {
     pub(crate) fees: FeeRates,
 }
 
+impl Slot {
+    /// Expiry, if the order has one.
+    pub(crate) fn expire_at(&self) -> Option<UnixNanos> {
+        (self.expire_at != NEVER).then_some(UnixNanos(self.expire_at))
+    }
+}
+
 /// `expire_at` of an order that does not expire.
 const NEVER: i64 = i64::MAX;
 
@@ -175,6 +182,10 @@ impl OrderBook {
 
     /// The resting orders of one level, oldest first.
     fn queue(&self, head: u32) -> impl Iterator<Item = RestingOrder> + '_ {
+        self.queue_slots(head).map(view)
+    }
+
+    fn queue_slots(&self, head: u32) -> impl Iterator<Item = &Slot> + '_ {
         let mut cur = head;
         std::iter::from_fn(move || {
             if cur == NIL {
@@ -182,8 +193,33 @@ impl OrderBook {
             }
             let s = &self.slots[cur as usize];
             cur = s.next;
-            Some(view(s))
+            Some(s)
         })
+    }
+
+    /// Arena slots of one side in priority order.
+    pub(crate) fn resting_slots(&self, side: Side) -> impl Iterator<Item = &Slot> + '_ {
+        self.side(side)
+            .levels
+            .iter()
+            .rev()
+            .flat_map(move |l| self.queue_slots(l.head))
+    }
+
+    /// Puts an order at the back of its level without matching (import).
+    pub(crate) fn restore_resting(&mut self, order: &NewOrder) {
+        if let Some(at) = order.expire_at {
+            self.expiries.push(Reverse((at.as_i64(), order.id.0)));
+        }
+        self.rest(order, order.quantity.raw(), &mut Vec::new());
+    }
+
+    /// Adds a pending stop without validation (import).
+    pub(crate) fn restore_stop(&mut self, order: NewOrder) {
+        if let Some(at) = order.expire_at {
+            self.expiries.push(Reverse((at.as_i64(), order.id.0)));
+        }
+        self.stops.insert(order);
     }
 
     /// A resting order by id.
@@ -893,7 +929,7 @@ fn view(s: &Slot) -> RestingOrder {
         side: s.side,
         price: Price::from_raw(s.price),
         remaining: Quantity::from_raw(s.remaining),
-        expire_at: (s.expire_at != NEVER).then_some(UnixNanos(s.expire_at)),
+        expire_at: s.expire_at(),
     }
 }
 

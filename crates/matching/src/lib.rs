@@ -12,11 +12,13 @@
 mod book;
 mod hash;
 mod side;
+mod state;
 mod stops;
 mod types;
 mod view;
 
 pub use book::{LevelView, OrderBook, RestingOrder};
+pub use state::{BookState, RestingState};
 pub use types::{
     BookConfig, BookDelta, BookEvent, CancelReason, EventSink, FeeRates, NewOrder, Owner,
     RejectReason, StpMode, TradeEvent,

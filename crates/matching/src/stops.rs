@@ -95,6 +95,13 @@ impl Stops {
             .map(|e| &e.order)
     }
 
+    /// Every pending stop, oldest first.
+    pub(crate) fn in_arrival_order(&self) -> Vec<NewOrder> {
+        let mut all: Vec<&Entry> = self.buys.iter().chain(self.sells.iter()).collect();
+        all.sort_by_key(|e| e.seq);
+        all.into_iter().map(|e| e.order).collect()
+    }
+
     fn list(&self, side: Side) -> &[Entry] {
         match side {
             Side::Buy => &self.buys,

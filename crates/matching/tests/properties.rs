@@ -249,8 +249,77 @@ fn check(cmds: &[Cmd], check_priority: bool) -> Result<Vec<BookEvent>, TestCaseE
     Ok(all)
 }
 
+/// Applies commands with no checks; returns the events.
+fn apply(book: &mut OrderBook, cmds: &[Cmd], first_id: u64) -> Vec<BookEvent> {
+    let mut ev = Vec::new();
+    let mut next_id = first_id;
+    for (step, c) in cmds.iter().enumerate() {
+        match c {
+            Cmd::Submit {
+                owner,
+                side,
+                market,
+                tif,
+                ticks,
+                lots,
+                stp,
+            } => {
+                let qty = Quantity::from_raw(lots * LOT);
+                let o = if *market {
+                    NewOrder::market(next_id, *owner, *side, qty)
+                } else {
+                    NewOrder::limit(next_id, *owner, *side, price(*ticks), qty).with_tif(*tif)
+                }
+                .with_stp(*stp);
+                next_id += 1;
+                book.submit(&o, UnixNanos(step as i64), &mut ev);
+            }
+            Cmd::Cancel(id) => book.cancel(OrderId(*id), None, &mut ev),
+            Cmd::Amend {
+                target,
+                ticks,
+                lots,
+            } => book.amend(
+                OrderId(*target),
+                None,
+                ticks.map(price),
+                lots.map(|l| Quantity::from_raw(l * LOT)),
+                &mut ev,
+            ),
+        }
+    }
+    ev
+}
+
+fn submits(cmds: &[Cmd]) -> u64 {
+    cmds.iter()
+        .filter(|c| matches!(c, Cmd::Submit { .. }))
+        .count() as u64
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn export_then_import_behaves_the_same(
+        cmds in prop::collection::vec(cmd(true), 2..200),
+        cut in 0.0f64..1.0,
+    ) {
+        let k = ((cmds.len() as f64) * cut) as usize;
+        let (head, tail) = cmds.split_at(k);
+        let mut original = new_book();
+        apply(&mut original, head, 1);
+        let state = original.export();
+        let mut copy = OrderBook::import(
+            original.instrument().clone(),
+            BookConfig::default(),
+            &state,
+        );
+        prop_assert_eq!(copy.export(), state);
+        let next = 1 + submits(head);
+        prop_assert_eq!(apply(&mut original, tail, next), apply(&mut copy, tail, next));
+        prop_assert_eq!(original.export(), copy.export());
+    }
 
     #[test]
     fn invariants_hold_without_stp(cmds in prop::collection::vec(cmd(false), 1..300)) {
