@@ -7,12 +7,20 @@
 //! always rebuilds the same books and balances.
 
 pub mod engine;
+pub mod journal;
 pub mod ledger;
+pub mod metrics;
+pub mod sequencer;
 pub mod settings;
 
 pub use engine::{
     Command, Exchange, ExchangeError, ExchangeEvent, ExchangeState, OpenOrder, OrderRef,
     PlaceOrder, Reply,
 };
+pub use journal::{FsyncPolicy, Journal, JournalEntry, JournalError, Recovered, Snapshot};
 pub use ledger::{Balance, Insufficient, Ledger};
+pub use metrics::ExchangeMetrics;
+pub use sequencer::{
+    Applied, ExchangeHandle, Executed, RecoveryReport, Sequencer, SequencerSettings, Unavailable,
+};
 pub use settings::{AccountSeed, ExchangeSettings, FeeTier};
