@@ -35,7 +35,7 @@ fn settings() -> ExchangeSettings {
 }
 
 fn order(i: u64) -> Command {
-    let buy = i % 2 == 0;
+    let buy = i.is_multiple_of(2);
     Command::Place(PlaceOrder {
         account: AccountId::new(if buy { "alice" } else { "bob" }),
         instrument: InstrumentId::new("BTC-USDT"),
