@@ -72,6 +72,12 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    // Service sections the config crate keeps raw are checked here, so a bad
+    // key fails every command the same way.
+    if let Err(e) = tradestack_exchange::ExchangeSettings::from_table(&config.exchange) {
+        eprintln!("error: configuration: {e}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -6,7 +6,7 @@ use tradestack_registry::Registry;
 use tradestack_service::{Check, Service};
 
 /// Every service name, in start order.
-pub const ALL: &[&str] = &["registry"];
+pub const ALL: &[&str] = &["registry", "exchange"];
 
 /// The registry's HTTP service.
 pub struct RegistryService {

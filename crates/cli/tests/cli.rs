@@ -2,88 +2,11 @@
 //! promtool, `status`, `health`, clean shutdown, config errors, and two
 //! registry processes sharing Redis.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tradestack");
+mod common;
 
-struct Proc {
-    child: Child,
-    urls: Vec<(String, String)>,
-}
-
-impl Proc {
-    /// Starts `tradestack <args>` and waits for its endpoint table.
-    fn start(args: &[&str], env: &[(&str, &str)], dir: &std::path::Path) -> Proc {
-        let mut cmd = Command::new(BIN);
-        cmd.args(args)
-            .current_dir(dir)
-            .env("TRADESTACK_SERVICES__REGISTRY__LISTEN", "127.0.0.1:0")
-            .env("TRADESTACK_LOG__LEVEL", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("spawn tradestack");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut urls = Vec::new();
-        let started = Instant::now();
-        for line in BufReader::new(stdout).lines() {
-            let line = line.expect("read stdout");
-            if line.starts_with("Press Ctrl-C") {
-                break;
-            }
-            let mut parts = line.split_whitespace();
-            if let (Some(name), Some(url)) = (parts.next(), parts.next())
-                && url.starts_with("http://")
-            {
-                urls.push((name.to_string(), url.to_string()));
-            }
-        }
-        eprintln!("ready after {:?}", started.elapsed());
-        assert!(!urls.is_empty(), "no endpoints printed");
-        Proc { child, urls }
-    }
-
-    fn url(&self, name: &str) -> &str {
-        &self
-            .urls
-            .iter()
-            .find(|(n, _)| n == name)
-            .expect("service listed")
-            .1
-    }
-
-    fn interrupt(&mut self) -> i32 {
-        // SIGINT is what Ctrl-C sends.
-        let pid = self.child.id().to_string();
-        Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .expect("kill");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status.code().unwrap_or(-1);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "did not stop within 20 s of SIGINT"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        // A failed assertion must not leave a server running.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::{BIN, Proc};
 
 fn tradestack(args: &[&str], env: &[(&str, &str)], dir: &std::path::Path) -> (i32, String, String) {
     let mut cmd = Command::new(BIN);

@@ -99,6 +99,9 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// Per-service settings, keyed by service name.
     pub services: BTreeMap<String, ServiceConfig>,
+    /// The exchange simulator's `[exchange]` table, validated by the exchange
+    /// (instruments, fee tiers, accounts, journal); see docs/CONFIGURATION.md.
+    pub exchange: toml::Table,
 }
 
 /// Logging settings.
@@ -209,6 +212,13 @@ impl Default for Config {
                 ..ServiceConfig::default()
             },
         );
+        services.insert(
+            "exchange".to_string(),
+            ServiceConfig {
+                listen: SocketAddr::from(([127, 0, 0, 1], 8600)),
+                ..ServiceConfig::default()
+            },
+        );
         Config {
             data_dir: PathBuf::from("data"),
             seed: 42,
@@ -224,6 +234,7 @@ impl Default for Config {
             registry: RegistryConfig::default(),
             telemetry: TelemetryConfig::default(),
             services,
+            exchange: toml::Table::new(),
         }
     }
 }

@@ -6,11 +6,13 @@
 //! stamped with a time and returns [`ExchangeEvent`]s, so the same journal
 //! always rebuilds the same books and balances.
 
+pub mod api;
 pub mod engine;
 pub mod journal;
 pub mod ledger;
 pub mod metrics;
 pub mod sequencer;
+pub mod service;
 pub mod settings;
 
 pub use engine::{
@@ -23,4 +25,5 @@ pub use metrics::ExchangeMetrics;
 pub use sequencer::{
     Applied, ExchangeHandle, Executed, RecoveryReport, Sequencer, SequencerSettings, Unavailable,
 };
-pub use settings::{AccountSeed, ExchangeSettings, FeeTier};
+pub use service::ExchangeService;
+pub use settings::{AccountSeed, ExchangeSettings, FeeTier, JournalConfig, SettingsError};

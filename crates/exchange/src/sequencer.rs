@@ -9,7 +9,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -69,6 +69,29 @@ type Read = Box<dyn FnOnce(&Exchange) + Send>;
 enum Request {
     Command(Command, oneshot::Sender<Executed>),
     Read(Read),
+}
+
+/// The lossless listener: a channel of applied commands, and the sequence
+/// number up to which the listener has made them durable.
+pub struct Durable {
+    /// Every applied command, replayed ones included.
+    pub tx: mpsc::UnboundedSender<Arc<Applied>>,
+    /// Set by the listener after it stored everything up to a seq.
+    pub stored: Arc<AtomicU64>,
+}
+
+impl Durable {
+    /// Waits up to two seconds for the listener to store up to `seq`.
+    fn wait_for(&self, seq: u64) -> bool {
+        let deadline = Instant::now() + std::time::Duration::from_secs(2);
+        while self.stored.load(Ordering::Acquire) < seq {
+            if Instant::now() > deadline || self.tx.is_closed() {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        true
+    }
 }
 
 /// A cheap handle to the sequencer.
@@ -143,17 +166,17 @@ impl Sequencer {
     /// Recovers the exchange from the journal in `settings.dir` and starts the
     /// sequencer thread. `durable` receives every applied command's events,
     /// replayed ones included, without loss (an unbounded channel: it is the
-    /// path to the state store and the bus).
+    /// path to the state store and the bus); snapshots wait for it.
     pub fn start(
         exchange: ExchangeSettings,
         settings: SequencerSettings,
         clock: Arc<dyn Clock>,
         metrics: ExchangeMetrics,
-        durable: Option<mpsc::UnboundedSender<Arc<Applied>>>,
+        durable: Option<Durable>,
     ) -> Result<Sequencer, JournalError> {
         let dir = settings.dir.clone();
         let (mut journal, recovered) = Journal::open(&settings.dir, settings.fsync)?;
-        let mut report = RecoveryReport {
+        let report = RecoveryReport {
             snapshot_seq: recovered.snapshot.as_ref().map(|s| s.seq),
             replayed: recovered.entries.len() as u64,
             truncated_bytes: recovered.truncated_bytes,
@@ -168,7 +191,7 @@ impl Sequencer {
             let _ = ex.apply(&e.cmd, e.ts, &mut events);
             last_ts = e.ts;
             if let Some(d) = &durable {
-                let _ = d.send(Arc::new(Applied {
+                let _ = d.tx.send(Arc::new(Applied {
                     seq: e.seq,
                     ts: e.ts,
                     events,
@@ -177,12 +200,6 @@ impl Sequencer {
             }
         }
         let mut last_snapshot = report.snapshot_seq.unwrap_or(0);
-        if journal.last_seq() > last_snapshot && !recovered.entries.is_empty() {
-            // Start from a fresh snapshot, so the next crash replays little.
-            journal.snapshot(journal.last_seq(), &ex.export())?;
-            last_snapshot = journal.last_seq();
-            report.snapshot_seq = Some(last_snapshot);
-        }
         let (tx, mut rx) = mpsc::channel::<Request>(settings.batch_max.max(1) * 4);
         let (events, _) = broadcast::channel(4096);
         let healthy = Arc::new(AtomicBool::new(true));
@@ -247,7 +264,7 @@ impl Sequencer {
                                     replayed: false,
                                 });
                                 if let Some(d) = &durable {
-                                    let _ = d.send(applied.clone());
+                                    let _ = d.tx.send(applied.clone());
                                 }
                                 let _ = events.send(applied.clone());
                                 let _ = reply.send(Executed {
@@ -261,9 +278,15 @@ impl Sequencer {
                     metrics.observe_books(&ex);
                     if journal.last_seq() >= last_snapshot + settings.snapshot_every {
                         let seq = journal.last_seq();
-                        match journal.snapshot(seq, &ex.export()) {
-                            Ok(()) => last_snapshot = seq,
-                            Err(e) => tracing::warn!(error = %e, "snapshot failed; will retry"),
+                        // Recovery re-sends only what follows the snapshot, so
+                        // the durable listener must have stored everything
+                        // up to it first: wait for it, briefly, like a checkpoint.
+                        let caught_up = durable.as_ref().is_none_or(|d| d.wait_for(seq));
+                        if caught_up {
+                            match journal.snapshot(seq, &ex.export()) {
+                                Ok(()) => last_snapshot = seq,
+                                Err(e) => tracing::warn!(error = %e, "snapshot failed; will retry"),
+                            }
                         }
                     }
                 }

@@ -2,6 +2,9 @@
 //! the `[exchange]` table of `tradestack.toml`.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::journal::FsyncPolicy;
 
 use serde::{Deserialize, Serialize};
 use tradestack_matching::{FeeRates, StpMode};
@@ -57,8 +60,93 @@ pub struct ExchangeSettings {
     pub fee_tiers: BTreeMap<String, FeeTier>,
     /// Market orders trade at most this far past the best price, in bps.
     pub market_band_bps: u32,
-    /// Accounts created at start.
+    /// Accounts created at start (only into a fresh exchange: once a
+    /// journal exists, balances come from it).
     pub accounts: Vec<AccountSeed>,
+    /// Durability.
+    pub journal: JournalConfig,
+}
+
+/// Where and how the exchange journals its commands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JournalConfig {
+    /// Journal and snapshot directory, relative to `data_dir`.
+    pub dir: PathBuf,
+    /// `"always"` (fsync each group commit), an interval like `"5ms"`, or `"never"`.
+    pub fsync: FsyncPolicy,
+    /// A snapshot every this many commands.
+    pub snapshot_every: u64,
+    /// Most commands per group commit.
+    pub batch_max: usize,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        JournalConfig {
+            dir: PathBuf::from("exchange"),
+            fsync: FsyncPolicy::Always,
+            snapshot_every: 10_000,
+            batch_max: 256,
+        }
+    }
+}
+
+/// A bad `[exchange]` key.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("key `exchange.{key}`: {reason}")]
+pub struct SettingsError {
+    /// Dotted path under `[exchange]`.
+    pub key: String,
+    /// The problem.
+    pub reason: String,
+}
+
+impl ExchangeSettings {
+    /// Reads the `[exchange]` table, naming the key at fault.
+    pub fn from_table(table: &toml::Table) -> Result<Self, SettingsError> {
+        let value = toml::Value::Table(table.clone());
+        let settings: ExchangeSettings =
+            serde_path_to_error::deserialize(value).map_err(|e| SettingsError {
+                key: e.path().to_string(),
+                reason: e
+                    .inner()
+                    .to_string()
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            })?;
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, ins) in settings.instruments.iter().enumerate() {
+            if !seen.insert(ins.id.clone()) {
+                return Err(SettingsError {
+                    key: format!("instruments[{i}].id"),
+                    reason: format!("instrument {} is listed twice", ins.id),
+                });
+            }
+            if ins.tick_size.raw() <= 0 || ins.lot_size.raw() <= 0 {
+                return Err(SettingsError {
+                    key: format!("instruments[{i}]"),
+                    reason: "tick_size and lot_size must be positive".into(),
+                });
+            }
+        }
+        if !settings.fee_tiers.contains_key("default") {
+            return Err(SettingsError {
+                key: "fee_tiers".into(),
+                reason: "a tier named \"default\" is required".into(),
+            });
+        }
+        for (i, a) in settings.accounts.iter().enumerate() {
+            if !settings.fee_tiers.contains_key(&a.tier) {
+                return Err(SettingsError {
+                    key: format!("accounts[{i}].tier"),
+                    reason: format!("no fee tier named {:?}", a.tier),
+                });
+            }
+        }
+        Ok(settings)
+    }
 }
 
 fn p(s: &str) -> Price {
@@ -107,6 +195,7 @@ impl Default for ExchangeSettings {
             fee_tiers: tiers,
             market_band_bps: 500,
             accounts: Vec::new(),
+            journal: JournalConfig::default(),
         }
     }
 }

@@ -9,39 +9,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use serde::Deserialize;
-use serde_json::json;
 use std::collections::BTreeMap;
-
-/// A JSON error answer: `{"error": code, "field": name, "message": text}`.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    field: Option<String>,
-    message: String,
-}
-
-impl ApiError {
-    /// A 400 naming the field at fault.
-    pub fn bad_request(field: impl Into<String>, message: impl Into<String>) -> Self {
-        ApiError {
-            status: StatusCode::BAD_REQUEST,
-            code: "invalid_request",
-            field: Some(field.into()),
-            message: message.into(),
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut body = json!({ "error": self.code, "message": self.message });
-        if let Some(f) = self.field {
-            body["field"] = json!(f);
-        }
-        (self.status, axum::Json(body)).into_response()
-    }
-}
+pub use tradestack_api::{ApiError, parse_json};
 
 impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> Self {
@@ -59,49 +28,6 @@ impl From<RegistryError> for ApiError {
                 field: None,
                 message: other.to_string(),
             },
-        }
-    }
-}
-
-/// Parses a JSON body, naming the offending field on error (`body` for
-/// syntax errors, the missing or unknown field's name, or the path of a
-/// wrongly typed value).
-pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    if body.is_empty() {
-        return Err(ApiError::bad_request(
-            "body",
-            "request body is empty; expected a JSON object",
-        ));
-    }
-    let mut de = serde_json::Deserializer::from_slice(body);
-    match serde_path_to_error::deserialize::<_, T>(&mut de) {
-        Ok(v) => {
-            de.end().map_err(|e| {
-                ApiError::bad_request("body", format!("trailing data after JSON: {e}"))
-            })?;
-            Ok(v)
-        }
-        Err(err) => {
-            let inner = err.inner();
-            let message = inner.to_string();
-            if inner.is_syntax() || inner.is_eof() {
-                return Err(ApiError::bad_request(
-                    "body",
-                    format!("malformed JSON: {message}"),
-                ));
-            }
-            let path = err.path().to_string();
-            // serde reports missing and unknown fields on the enclosing object.
-            let named = message.split('`').nth(1).filter(|_| {
-                message.starts_with("missing field") || message.starts_with("unknown field")
-            });
-            let field = match (named, path.as_str()) {
-                (Some(name), ".") => name.to_string(),
-                (Some(name), p) if p == name || p.ends_with(&format!(".{name}")) => p.to_string(),
-                (Some(name), p) => format!("{p}.{name}"),
-                (None, p) => p.to_string(),
-            };
-            Err(ApiError::bad_request(field, message))
         }
     }
 }

@@ -60,6 +60,30 @@ pub async fn run(config: Config, only: Option<String>) -> anyhow::Result<ExitCod
                 .await?,
         );
     }
+    if wanted("exchange") {
+        let cfg = rt.config.service("exchange");
+        let settings = tradestack_exchange::ExchangeSettings::from_table(&rt.config.exchange)
+            .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+        let svc = tradestack_exchange::ExchangeService::start(
+            settings,
+            &rt.config.data_dir,
+            rt.clock.clone(),
+            &rt.metrics,
+            rt.store.clone(),
+            rt.bus.clone(),
+        )
+        .context("exchange journal")?;
+        running.push(
+            tradestack_service::start(
+                &rt,
+                Arc::new(svc),
+                cfg.listen,
+                cfg.advertise.clone(),
+                link.clone(),
+            )
+            .await?,
+        );
+    }
     say(&format!(
         "tradestack {} is up (bus={}, state={}, cache={})",
         tradestack_service::VERSION,
