@@ -319,7 +319,13 @@ impl Default for ServiceConfig {
 impl Config {
     /// The settings of a service; a service absent from the file gets defaults.
     pub fn service(&self, name: &str) -> ServiceConfig {
-        self.services.get(name).cloned().unwrap_or_default()
+        // A file that configures some services must not lose the defaults
+        // (well-known ports) of the others.
+        self.services
+            .get(name)
+            .cloned()
+            .or_else(|| Config::default().services.remove(name))
+            .unwrap_or_default()
     }
 
     /// The SQLite file, resolved against `data_dir`.

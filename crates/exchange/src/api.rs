@@ -65,6 +65,10 @@ pub struct ApiState {
     pub trades: RecentTrades,
     /// Order history for orders no longer open.
     pub store: Arc<dyn tradestack_store::StateStore>,
+    /// The service clock (server time for the compatible API).
+    pub clock: Arc<dyn tradestack_kernel::Clock>,
+    /// One-minute bars of the venue's trades.
+    pub bars: crate::bars::MinuteBars,
 }
 
 /// The native API's routes.

@@ -215,8 +215,10 @@ pub struct OpenOrder {
     pub reserved: Amount,
     /// The price the reservation of a buy was computed at.
     pub reserve_price: Price,
-    /// Its fee rates.
+    /// The fee rate its reservation covers.
     pub fee_reserve_rate: Rate,
+    /// Quote value filled so far (Binance's `cummulativeQuoteQty`).
+    pub cum_quote: Amount,
 }
 
 /// One instrument's market.
@@ -639,6 +641,7 @@ impl Exchange {
                 reserved,
                 reserve_price,
                 fee_reserve_rate: fee_rate,
+                cum_quote: Amount::ZERO,
             },
         );
         let mut fills = Vec::new();
@@ -925,6 +928,7 @@ impl Exchange {
         o.reserved -= share;
         o.leaves -= q;
         o.order.filled += q;
+        o.cum_quote += notional;
         o.order.updated_at = ts;
         let account = o.order.account.clone();
         let side = o.order.side;

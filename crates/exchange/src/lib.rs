@@ -7,6 +7,8 @@
 //! always rebuilds the same books and balances.
 
 pub mod api;
+pub mod bars;
+pub mod binance;
 pub mod engine;
 pub mod journal;
 pub mod ledger;

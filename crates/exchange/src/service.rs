@@ -23,6 +23,9 @@ use tradestack_service::{Check, Service};
 use tradestack_store::{StateStore, WriteBatch};
 
 use crate::api::{self, ApiState, RecentTrades};
+use crate::binance::BinanceState;
+use crate::binance::auth::Keys;
+use crate::binance::limits::{Limits, RateLimiter};
 use crate::engine::ExchangeEvent;
 use crate::metrics::ExchangeMetrics;
 use crate::sequencer::{Applied, Durable, RecoveryReport, Sequencer, SequencerSettings};
@@ -40,6 +43,7 @@ pub const BOOK_TOPIC: &str = "exchange.book";
 /// The running exchange service.
 pub struct ExchangeService {
     state: ApiState,
+    binance: BinanceState,
     /// What recovery did at start.
     pub recovery: RecoveryReport,
 }
@@ -68,26 +72,59 @@ impl ExchangeService {
             snapshot_every: settings.journal.snapshot_every.max(1),
             batch_max: settings.journal.batch_max.max(1),
         };
+        let settings_keys: Vec<(String, tradestack_model::AccountId, String)> = settings
+            .accounts
+            .iter()
+            .filter_map(|a| Some((a.api_key.clone()?, a.id.clone(), a.api_secret.clone()?)))
+            .collect();
+        let instruments = settings.instruments.clone();
+        let limits = Limits {
+            weight_per_minute: settings.weight_per_minute,
+            orders_per_10s: settings.orders_per_10s,
+        };
         let (durable_tx, durable_rx) = mpsc::unbounded_channel();
         let stored = Arc::new(AtomicU64::new(0));
         let durable = Durable {
             tx: durable_tx,
             stored: stored.clone(),
         };
+        let clock_for_api = clock.clone();
         let seq = Sequencer::start(settings, seq_settings, clock, m, Some(durable))?;
         tokio::spawn(write_history(durable_rx, store.clone(), stored));
         let trades = RecentTrades::default();
-        tokio::spawn(fan_out(seq.handle.subscribe(), trades.clone(), bus));
+        let bars = crate::bars::MinuteBars::default();
+        tokio::spawn(fan_out(
+            seq.handle.subscribe(),
+            trades.clone(),
+            bars.clone(),
+            bus,
+        ));
+        let keys = Keys::new(settings_keys.iter().cloned());
+        let symbols = Arc::new(
+            instruments
+                .iter()
+                .map(|i| (crate::binance::symbol_of(&i.id), i.id.clone()))
+                .collect(),
+        );
         tracing::info!(recovery = ?seq.recovery, "exchange recovered");
         let recovery = seq.recovery.clone();
         // The thread ends when the last handle is dropped.
         drop(seq.thread);
+        let state = ApiState {
+            exchange: seq.handle,
+            trades,
+            store,
+            clock: clock_for_api,
+            bars,
+        };
         Ok(ExchangeService {
-            state: ApiState {
-                exchange: seq.handle,
-                trades,
-                store,
+            binance: BinanceState {
+                api: state.clone(),
+                keys,
+                limiter: RateLimiter::new(limits),
+                symbols,
             },
+            state,
             recovery,
         })
     }
@@ -105,7 +142,7 @@ impl Service for ExchangeService {
     }
 
     fn routes(&self) -> Router {
-        api::router(self.state.clone())
+        api::router(self.state.clone()).merge(crate::binance::router(self.binance.clone()))
     }
 
     async fn checks(&self) -> Vec<Check> {
@@ -235,6 +272,7 @@ fn push_outbox<T: serde::Serialize>(
 async fn fan_out(
     mut rx: tokio::sync::broadcast::Receiver<Arc<Applied>>,
     trades: RecentTrades,
+    bars: crate::bars::MinuteBars,
     bus: Bus,
 ) {
     let book = Topic::<(
@@ -259,7 +297,10 @@ async fn fan_out(
         };
         for e in &applied.events {
             match e {
-                ExchangeEvent::Trade(t) => trades.push(t.clone()),
+                ExchangeEvent::Trade(t) => {
+                    bars.push(t);
+                    trades.push(t.clone());
+                }
                 ExchangeEvent::Book { instrument, delta } => {
                     if let Some(p) = &publisher {
                         let _ =

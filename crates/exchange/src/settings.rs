@@ -44,6 +44,12 @@ pub struct AccountSeed {
     /// Opening balances.
     #[serde(default)]
     pub balances: BTreeMap<AssetCode, Amount>,
+    /// API key for the Binance-compatible API (sent as `X-MBX-APIKEY`).
+    #[serde(default)]
+    pub api_key: Option<String>,
+    /// Its HMAC secret.
+    #[serde(default)]
+    pub api_secret: Option<String>,
 }
 
 fn default_tier() -> String {
@@ -65,6 +71,10 @@ pub struct ExchangeSettings {
     pub accounts: Vec<AccountSeed>,
     /// Durability.
     pub journal: JournalConfig,
+    /// Request-weight limit per minute per API key (or client address).
+    pub weight_per_minute: u32,
+    /// New orders per ten seconds per API key.
+    pub orders_per_10s: u32,
 }
 
 /// Where and how the exchange journals its commands.
@@ -138,6 +148,12 @@ impl ExchangeSettings {
             });
         }
         for (i, a) in settings.accounts.iter().enumerate() {
+            if a.api_key.is_some() != a.api_secret.is_some() {
+                return Err(SettingsError {
+                    key: format!("accounts[{i}].api_secret"),
+                    reason: "api_key and api_secret go together".into(),
+                });
+            }
             if !settings.fee_tiers.contains_key(&a.tier) {
                 return Err(SettingsError {
                     key: format!("accounts[{i}].tier"),
@@ -196,6 +212,8 @@ impl Default for ExchangeSettings {
             market_band_bps: 500,
             accounts: Vec::new(),
             journal: JournalConfig::default(),
+            weight_per_minute: 6_000,
+            orders_per_10s: 100,
         }
     }
 }

@@ -85,6 +85,8 @@ pub async fn start(
     registration.register().await;
     let heartbeat = registration.clone().heartbeat_loop(rt.shutdown_signal());
     let task = tokio::spawn(async move {
+        // Client addresses reach handlers (rate limits key on them).
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let server = axum::serve(listener, app).with_graceful_shutdown(async move {
             let _ = shutdown.wait_for(|stop| *stop).await;
         });
