@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod sequencer;
 pub mod service;
 pub mod settings;
+pub mod ws;
 
 pub use engine::{
     Command, Exchange, ExchangeError, ExchangeEvent, ExchangeState, OpenOrder, OrderRef,

@@ -44,6 +44,7 @@ pub const BOOK_TOPIC: &str = "exchange.book";
 pub struct ExchangeService {
     state: ApiState,
     binance: BinanceState,
+    ws: crate::ws::WsState,
     /// What recovery did at start.
     pub recovery: RecoveryReport,
 }
@@ -61,6 +62,7 @@ impl ExchangeService {
     ) -> Result<ExchangeService, crate::journal::JournalError> {
         let m = ExchangeMetrics::default();
         m.register(metrics);
+        let ws_metrics = m.clone();
         let dir = if settings.journal.dir.is_absolute() {
             settings.journal.dir.clone()
         } else {
@@ -118,6 +120,12 @@ impl ExchangeService {
             bars,
         };
         Ok(ExchangeService {
+            ws: crate::ws::WsState {
+                exchange: state.exchange.clone(),
+                keys: keys.clone(),
+                clock: state.clock.clone(),
+                metrics: ws_metrics,
+            },
             binance: BinanceState {
                 api: state.clone(),
                 keys,
@@ -142,7 +150,9 @@ impl Service for ExchangeService {
     }
 
     fn routes(&self) -> Router {
-        api::router(self.state.clone()).merge(crate::binance::router(self.binance.clone()))
+        api::router(self.state.clone())
+            .merge(crate::binance::router(self.binance.clone()))
+            .merge(crate::ws::router(self.ws.clone()))
     }
 
     async fn checks(&self) -> Vec<Check> {

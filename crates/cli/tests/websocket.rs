@@ -1,0 +1,195 @@
+//! WebSocket streams: a book rebuilt from snapshot + deltas equals the REST
+//! book; trades, ticker and private order/fill/balance updates arrive; bad
+//! subscriptions get errors.
+
+mod common;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::Proc;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+fn start(dir: &std::path::Path) -> Proc {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/tradestack-ccxt.toml");
+    std::fs::copy(example, dir.join("tradestack.toml")).unwrap();
+    let data = dir.join("data");
+    Proc::start(
+        &["up"],
+        &[("TRADESTACK_DATA_DIR", data.to_str().unwrap())],
+        dir,
+    )
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn next(ws: &mut Ws) -> Value {
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("a message within 5 s")
+            .expect("open")
+            .expect("frame");
+        if let Message::Text(t) = m {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            if v["op"] != "ping" {
+                return v;
+            }
+        }
+    }
+}
+
+async fn order(base: &str, account: &str, side: &str, price: &str, qty: &str) -> Value {
+    reqwest::Client::new()
+        .post(format!("{base}/api/v1/orders"))
+        .json(&json!({"account": account, "instrument": "BTC-USDT", "side": side, "order_type": "limit", "price": price, "quantity": qty}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_rebuild_the_book_and_carry_private_updates() {
+    let dir = tempfile::tempdir().unwrap();
+    let proc = start(dir.path());
+    let base = proc.url("exchange").to_string();
+    order(&base, "maker", "sell", "50100", "1").await;
+    let ws_url = base.replace("http://", "ws://") + "/ws";
+    let (mut ws, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
+
+    // Private channels need a login.
+    ws.send(Message::Text(
+        json!({"op": "subscribe", "channels": ["orders"]})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(next(&mut ws).await["message"], "log in first");
+    let ts = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let sig = tradestack_exchange::binance::auth::sign("taker-secret", &format!("timestamp={ts}"));
+    ws.send(Message::Text(
+        json!({"op": "login", "api_key": "taker-key", "timestamp": ts, "signature": sig})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(next(&mut ws).await["account"], "taker");
+
+    ws.send(Message::Text(json!({"op": "subscribe", "channels": ["book.BTC-USDT", "trades.BTC-USDT", "orders", "fills", "balances", "book.NOPE", "weather"]}).to_string().into())).await.unwrap();
+    let mut book: Option<Value> = None;
+    let mut errors = 0;
+    for _ in 0..8 {
+        let v = next(&mut ws).await;
+        if v["type"] == "snapshot" {
+            book = Some(v);
+        } else if v["op"] == "error" {
+            errors += 1;
+        }
+    }
+    assert_eq!(errors, 2, "unknown instrument and unknown channel");
+    let snap = book.expect("a book snapshot");
+    assert_eq!(snap["asks"][0]["price"], "50100");
+
+    // Activity: the taker buys part; the maker adds and cancels.
+    order(&base, "taker", "buy", "50100", "0.4").await;
+    order(&base, "maker", "buy", "49900", "2").await;
+    order(&base, "maker", "sell", "50200", "3").await;
+
+    // Rebuild the book from the snapshot and the deltas.
+    let mut bids: std::collections::BTreeMap<String, String> = Default::default();
+    let mut asks: std::collections::BTreeMap<String, String> = Default::default();
+    for l in snap["asks"].as_array().unwrap() {
+        asks.insert(
+            l["price"].as_str().unwrap().into(),
+            l["quantity"].as_str().unwrap().into(),
+        );
+    }
+    let mut seq = snap["seq"].as_u64().unwrap();
+    let (mut trades, mut fills, mut orders, mut balances) = (0, 0, 0, 0);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while tokio::time::Instant::now() < deadline {
+        let Ok(Some(Ok(Message::Text(t)))) =
+            tokio::time::timeout(Duration::from_millis(500), ws.next()).await
+        else {
+            break;
+        };
+        let v: Value = serde_json::from_str(&t).unwrap();
+        match v["channel"].as_str().unwrap_or("") {
+            "book.BTC-USDT" => {
+                let s = v["seq"].as_u64().unwrap();
+                assert_eq!(s, seq + 1, "no gap in book deltas");
+                seq = s;
+                let side = if v["side"] == "bid" {
+                    &mut bids
+                } else {
+                    &mut asks
+                };
+                let price = v["price"].as_str().unwrap().to_string();
+                if v["quantity"] == "0" {
+                    side.remove(&price);
+                } else {
+                    side.insert(price, v["quantity"].as_str().unwrap().into());
+                }
+            }
+            "trades.BTC-USDT" => trades += 1,
+            "fills" => {
+                assert_eq!(v["data"]["account"], "taker");
+                fills += 1;
+            }
+            "orders" => {
+                assert_eq!(
+                    v["data"]["account"], "taker",
+                    "only the logged-in account's orders"
+                );
+                orders += 1;
+            }
+            "balances" => balances += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(trades, 1);
+    assert_eq!(fills, 1);
+    assert!(orders >= 1 && balances >= 1);
+    let rest: Value = reqwest::get(format!("{base}/api/v1/book/BTC-USDT?depth=100"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rest["seq"].as_u64().unwrap(), seq);
+    let side = |v: &Value| -> std::collections::BTreeMap<String, String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|l| {
+                (
+                    l["price"].as_str().unwrap().into(),
+                    l["quantity"].as_str().unwrap().into(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(side(&rest["bids"]), bids);
+    assert_eq!(side(&rest["asks"]), asks);
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("websocket_clients 1"),
+        "gauge counts this client"
+    );
+}
