@@ -270,9 +270,11 @@ pub struct OrderResult {
     pub fills: Vec<Fill>,
 }
 
-async fn place(State(s): State<ApiState>, body: Bytes) -> Result<impl IntoResponse, ApiError> {
-    let b: PlaceBody = parse_json(&body)?;
-    let cmd = Command::Place(PlaceOrder {
+/// Parses a native new-order body (the fuzz target `order_request` drives
+/// this with arbitrary bytes).
+pub fn parse_place(body: &[u8]) -> Result<PlaceOrder, ApiError> {
+    let b: PlaceBody = parse_json(body)?;
+    Ok(PlaceOrder {
         account: b.account,
         instrument: b.instrument,
         client_order_id: b.client_order_id,
@@ -284,7 +286,11 @@ async fn place(State(s): State<ApiState>, body: Bytes) -> Result<impl IntoRespon
         quantity: b.quantity,
         expire_at: b.expire_at,
         stp: b.stp,
-    });
+    })
+}
+
+async fn place(State(s): State<ApiState>, body: Bytes) -> Result<impl IntoResponse, ApiError> {
+    let cmd = Command::Place(parse_place(&body)?);
     match execute(&s, cmd).await? {
         Reply::Order(order, fills) => Ok((StatusCode::CREATED, Json(OrderResult { order, fills }))),
         _ => Err(internal()),

@@ -108,6 +108,14 @@ pub enum Command {
     },
     /// Expire every GTD order due at the command's time.
     Expire,
+    /// Chaos: let incoming orders fill only this share (bps; 10,000 = all)
+    /// on one instrument or all.
+    SetFillCap {
+        /// One instrument, or all.
+        instrument: Option<InstrumentId>,
+        /// Basis points of an order that may fill on arrival.
+        bps: u32,
+    },
 }
 
 /// What the exchange tells the rest of the system.
@@ -261,6 +269,7 @@ impl Exchange {
     pub fn new(settings: ExchangeSettings) -> Self {
         let config = BookConfig {
             market_band_bps: settings.market_band_bps,
+            ..BookConfig::default()
         };
         let markets = settings
             .instruments
@@ -298,9 +307,6 @@ impl Exchange {
 
     /// Rebuilds an exchange from a snapshot.
     pub fn restore(settings: ExchangeSettings, state: ExchangeState) -> Self {
-        let config = BookConfig {
-            market_band_bps: settings.market_band_bps,
-        };
         let mut ex = Exchange::new(ExchangeSettings {
             accounts: Vec::new(),
             ..settings
@@ -310,7 +316,7 @@ impl Exchange {
                 instrument.id.clone(),
                 Market {
                     instrument: instrument.clone(),
-                    book: OrderBook::import(instrument.clone(), config, book),
+                    book: OrderBook::import(instrument.clone(), book),
                 },
             );
         }
@@ -488,6 +494,19 @@ impl Exchange {
                 self.ledger.debit(account, asset, *amount)?;
                 self.touch(account, asset);
                 Ok(Reply::Balance(self.ledger.get(account, asset)))
+            }
+            Command::SetFillCap { instrument, bps } => {
+                if *bps == 0 || *bps > 10_000 {
+                    return Err(ExchangeError::Rejected(RejectReason::OutOfRange));
+                }
+                for (id, m) in self.markets.iter_mut() {
+                    if instrument.as_ref().is_none_or(|i| i == id) {
+                        let mut c = m.book.config();
+                        c.fill_cap_bps = *bps;
+                        m.book.set_config(c);
+                    }
+                }
+                Ok(Reply::Done)
             }
             Command::Expire => {
                 let ids: Vec<InstrumentId> = self.markets.keys().cloned().collect();

@@ -29,6 +29,8 @@ fn settings() -> ExchangeSettings {
             tier: if name == "carol" { "vip" } else { "default" }.into(),
             stp: StpMode::CancelNewest,
             balances,
+            api_key: None,
+            api_secret: None,
         });
     }
     s

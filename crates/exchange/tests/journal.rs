@@ -29,6 +29,8 @@ fn settings() -> ExchangeSettings {
             tier: "default".into(),
             stp: StpMode::CancelNewest,
             balances,
+            api_key: None,
+            api_secret: None,
         });
     }
     s

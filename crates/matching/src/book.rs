@@ -53,6 +53,8 @@ struct Taker {
     taker_fee: Rate,
     /// Set when self-trade prevention cancelled the rest of the taker.
     stp_stopped: bool,
+    /// Matching stops when `remaining` is down to this (the fill cap).
+    keep: i64,
 }
 
 /// A read-only view of a resting order.
@@ -108,7 +110,7 @@ pub struct OrderBook {
 impl OrderBook {
     /// An empty book for `instrument`.
     pub fn new(instrument: Instrument, config: BookConfig) -> Self {
-        OrderBook::with_capacity(instrument, config, 1024)
+        OrderBook::with_capacity(instrument, config, 4096)
     }
 
     /// An empty book sized for about `orders` resting orders.
@@ -128,6 +130,16 @@ impl OrderBook {
             last_trade: None,
             scratch: Vec::with_capacity(orders),
         }
+    }
+
+    /// Changes the book's limits (band, fill cap) from the next command on.
+    pub fn set_config(&mut self, config: BookConfig) {
+        self.config = config;
+    }
+
+    /// The book's limits.
+    pub fn config(&self) -> BookConfig {
+        self.config
     }
 
     /// The instrument and its trading rules.
@@ -163,7 +175,7 @@ impl OrderBook {
     /// Levels of one side, best first (L2).
     pub fn levels(&self, side: Side) -> impl Iterator<Item = LevelView> + '_ {
         let s = self.side(side);
-        s.levels.iter().rev().map(move |l| LevelView {
+        s.live().map(move |l| LevelView {
             price: s.price(l.key),
             quantity: Quantity::from_raw(l.qty),
             orders: l.count,
@@ -173,11 +185,7 @@ impl OrderBook {
     /// Resting orders of one side in priority order: best price first, then
     /// oldest first (L3).
     pub fn orders(&self, side: Side) -> impl Iterator<Item = RestingOrder> + '_ {
-        self.side(side)
-            .levels
-            .iter()
-            .rev()
-            .flat_map(move |l| self.queue(l.head))
+        self.side(side).live().flat_map(move |l| self.queue(l.head))
     }
 
     /// The resting orders of one level, oldest first.
@@ -200,9 +208,7 @@ impl OrderBook {
     /// Arena slots of one side in priority order.
     pub(crate) fn resting_slots(&self, side: Side) -> impl Iterator<Item = &Slot> + '_ {
         self.side(side)
-            .levels
-            .iter()
-            .rev()
+            .live()
             .flat_map(move |l| self.queue_slots(l.head))
     }
 
@@ -480,7 +486,9 @@ impl OrderBook {
     // ------------------------------------------------------------ validation
 
     fn validate(&self, o: &NewOrder, now: UnixNanos) -> Result<(), RejectReason> {
-        if self.index.contains_key(&o.id.0) || self.stops.get(o.id).is_some() {
+        if self.index.contains_key(&o.id.0)
+            || (!self.stops.is_empty() && self.stops.get(o.id).is_some())
+        {
             return Err(RejectReason::DuplicateOrderId);
         }
         let ins = &self.instrument;
@@ -542,6 +550,16 @@ impl OrderBook {
         Ok(())
     }
 
+    /// How much of `qty` may fill on arrival under the fill cap, on the lot grid.
+    fn fill_cap(&self, qty: i64) -> i64 {
+        if self.config.fill_cap_bps >= 10_000 {
+            return qty;
+        }
+        let lot = self.instrument.lot_size.raw().max(1);
+        let cap = (i128::from(qty) * i128::from(self.config.fill_cap_bps) / 10_000) as i64;
+        (cap / lot * lot).max(lot.min(qty))
+    }
+
     /// Whether a `side` order at `price` would trade with the best opposite level.
     fn crosses(&self, side: Side, price: i64) -> bool {
         let makers = self.side(side.opposite());
@@ -554,8 +572,11 @@ impl OrderBook {
         let makers = self.side(o.side.opposite());
         let limit = makers.key(price);
         let need = o.quantity.raw();
+        if self.fill_cap(need) < need {
+            return false;
+        }
         let mut got = 0i64;
-        for level in makers.levels.iter().rev() {
+        for level in makers.live() {
             if level.key < limit {
                 break;
             }
@@ -624,6 +645,7 @@ impl OrderBook {
             stp: o.stp,
             taker_fee: o.fees.taker,
             stp_stopped: false,
+            keep: o.quantity.raw() - self.fill_cap(o.quantity.raw()),
         };
         let traded = self.match_taker(&mut taker, sink);
         if taker.remaining > 0 {
@@ -636,6 +658,10 @@ impl OrderBook {
                     CancelReason::Unfilled
                 })
             } else if o.time_in_force == TimeInForce::Ioc {
+                Some(CancelReason::Unfilled)
+            } else if taker.keep > 0 && self.crosses(o.side, o.price.map_or(0, Price::raw)) {
+                // Held back by the fill cap and still marketable: resting it
+                // would cross the book.
                 Some(CancelReason::Unfilled)
             } else {
                 None
@@ -672,7 +698,7 @@ impl OrderBook {
             Side::Sell => bids,
         };
         let mut traded = false;
-        while t.remaining > 0 && !t.stp_stopped {
+        while t.remaining > t.keep && !t.stp_stopped {
             let maker_side = makers.side;
             let Some(level) = makers.levels.last_mut() else {
                 break;
@@ -683,7 +709,7 @@ impl OrderBook {
             let price = Price::from_raw(flip(maker_side, level.key));
             let mut changed = false;
             let mut cur = level.head;
-            while cur != NIL && t.remaining > 0 {
+            while cur != NIL && t.remaining > t.keep {
                 let s = &mut slots[cur as usize];
                 let next = s.next;
                 if s.owner == t.owner && t.stp != StpMode::None {
@@ -698,7 +724,7 @@ impl OrderBook {
                             (true, s.remaining)
                         }
                         StpMode::Decrement => {
-                            let q = s.remaining.min(t.remaining);
+                            let q = s.remaining.min(t.remaining - t.keep);
                             t.remaining -= q;
                             sink.emit(BookEvent::Cancelled {
                                 id: OrderId(t.id),
@@ -731,7 +757,7 @@ impl OrderBook {
                     }
                     continue;
                 }
-                let q = s.remaining.min(t.remaining);
+                let q = s.remaining.min(t.remaining - t.keep);
                 s.remaining -= q;
                 t.remaining -= q;
                 level.qty -= q;
@@ -747,8 +773,8 @@ impl OrderBook {
                     maker_owner: s.owner,
                     taker: OrderId(t.id),
                     taker_owner: t.owner,
-                    maker_fee: notional.mul_rate(s.fees.maker),
-                    taker_fee: notional.mul_rate(t.taker_fee),
+                    maker_fee: fee(notional, s.fees.maker),
+                    taker_fee: fee(notional, t.taker_fee),
                     maker_done,
                 };
                 *next_trade += 1;
@@ -771,7 +797,8 @@ impl OrderBook {
             let l = *level;
             sink.emit(delta(*seq, maker_side, price, &l));
             if l.count == 0 {
-                makers.levels.pop();
+                let top = makers.levels.len() - 1;
+                makers.emptied(top);
             }
         }
         traded
@@ -811,7 +838,12 @@ impl OrderBook {
         };
         let key = book.key(price);
         let at = match book.find(key) {
-            Ok(i) => i,
+            Ok(i) => {
+                if book.levels[i].count == 0 {
+                    book.empties -= 1;
+                }
+                i
+            }
             Err(i) => {
                 book.levels.insert(
                     i,
@@ -865,7 +897,7 @@ impl OrderBook {
         level.qty -= s.remaining;
         let l = *level;
         if l.count == 0 {
-            book.levels.remove(at);
+            book.emptied(at);
         }
         self.free.push(slot);
         self.index.remove(&s.id);
@@ -919,6 +951,16 @@ impl OrderBook {
             }
             self.execute(&entered, sink);
         }
+    }
+}
+
+/// A fee at `rate`; most books charge none, which skips the i128 division.
+#[inline]
+fn fee(notional: tradestack_model::Amount, rate: Rate) -> tradestack_model::Amount {
+    if rate.raw() == 0 {
+        tradestack_model::Amount::ZERO
+    } else {
+        notional.mul_rate(rate)
     }
 }
 

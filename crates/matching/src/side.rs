@@ -27,11 +27,18 @@ pub(crate) struct Level {
 }
 
 /// The levels of one side.
+///
+/// A level that empties below the top is left in place (count 0) rather than
+/// removed, so the vector does not shift on every deep cancel; an order
+/// arriving at that price reuses it. Empty levels are dropped in one pass
+/// when they outnumber the live ones. The last level is never empty.
 #[derive(Clone, Debug)]
 pub(crate) struct BookSide {
     pub(crate) side: Side,
     /// Ascending by key: worst first, best last.
     pub(crate) levels: Vec<Level>,
+    /// Empty levels left in `levels`.
+    pub(crate) empties: usize,
 }
 
 impl BookSide {
@@ -39,6 +46,7 @@ impl BookSide {
         BookSide {
             side,
             levels: Vec::with_capacity(capacity),
+            empties: 0,
         }
     }
 
@@ -55,21 +63,51 @@ impl BookSide {
     }
 
     /// Index of the level with `key`, or where it would be inserted.
-    /// Searches from the top first: most lookups are near the best price.
+    /// A branch-free binary search: which half is taken is unpredictable.
     #[inline]
     pub(crate) fn find(&self, key: i64) -> Result<usize, usize> {
-        let n = self.levels.len();
-        let near = n.saturating_sub(8);
-        for i in (near..n).rev() {
-            let k = self.levels[i].key;
-            if k == key {
-                return Ok(i);
+        let levels = &self.levels[..];
+        let mut size = levels.len();
+        if size == 0 {
+            return Err(0);
+        }
+        let mut base = 0usize;
+        while size > 1 {
+            let half = size / 2;
+            let mid = base + half;
+            base = if levels[mid].key <= key { mid } else { base };
+            size -= half;
+        }
+        let k = levels[base].key;
+        if k == key {
+            Ok(base)
+        } else {
+            Err(base + usize::from(k < key))
+        }
+    }
+
+    /// Levels that hold orders, best first.
+    pub(crate) fn live(&self) -> impl Iterator<Item = &Level> + '_ {
+        self.levels.iter().rev().filter(|l| l.count > 0)
+    }
+
+    /// Called when the level at `at` has just become empty.
+    #[inline]
+    pub(crate) fn emptied(&mut self, at: usize) {
+        if at + 1 == self.levels.len() {
+            self.levels.pop();
+            // Keep the top live: drop empties it was hiding.
+            while self.levels.last().is_some_and(|l| l.count == 0) {
+                self.levels.pop();
+                self.empties -= 1;
             }
-            if k < key {
-                return Err(i + 1);
+        } else {
+            self.empties += 1;
+            if self.empties > 64 && self.empties * 2 > self.levels.len() {
+                self.levels.retain(|l| l.count > 0);
+                self.empties = 0;
             }
         }
-        self.levels[..near].binary_search_by(|l| l.key.cmp(&key))
     }
 
     /// The best level.

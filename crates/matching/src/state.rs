@@ -46,6 +46,8 @@ pub struct BookState {
     pub orders: Vec<RestingState>,
     /// Pending stops, oldest first.
     pub stops: Vec<NewOrder>,
+    /// The book's limits when exported.
+    pub config: BookConfig,
 }
 
 impl OrderBook {
@@ -71,12 +73,14 @@ impl OrderBook {
             last_trade: self.last_trade.map(Price::from_raw),
             orders,
             stops: self.stops.in_arrival_order(),
+            config: self.config,
         }
     }
 
-    /// A book with exactly the exported state.
-    pub fn import(instrument: Instrument, config: BookConfig, state: &BookState) -> OrderBook {
-        let mut book = OrderBook::with_capacity(instrument, config, state.orders.len().max(1024));
+    /// A book with exactly the exported state (limits included).
+    pub fn import(instrument: Instrument, state: &BookState) -> OrderBook {
+        let mut book =
+            OrderBook::with_capacity(instrument, state.config, state.orders.len().max(4096));
         for o in &state.orders {
             let order = NewOrder {
                 id: o.id,

@@ -51,6 +51,12 @@ impl Stops {
         self.ids.insert(order.id.0, order.side);
     }
 
+    /// True when no stop waits.
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
     /// A pending stop by id.
     pub(crate) fn get(&self, id: OrderId) -> Option<&NewOrder> {
         let side = self.ids.get(&id.0)?;

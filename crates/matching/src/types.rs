@@ -369,12 +369,22 @@ pub struct BookConfig {
     /// How far past the best opposite price at arrival a market order may
     /// trade, in basis points; the rest is cancelled with `PriceBand`.
     pub market_band_bps: u32,
+    /// Share of an incoming order that may fill on arrival, in basis points
+    /// (10,000: all of it). Below that, every order fills only in part (a
+    /// chaos mode); the rest rests or is cancelled per its time in force.
+    #[serde(default = "full_fill")]
+    pub fill_cap_bps: u32,
+}
+
+fn full_fill() -> u32 {
+    10_000
 }
 
 impl Default for BookConfig {
     fn default() -> Self {
         BookConfig {
             market_band_bps: 500,
+            fill_cap_bps: 10_000,
         }
     }
 }

@@ -197,6 +197,7 @@ fn market_orders_stop_at_the_protective_band() {
         Instrument::spot("BTC-USDT", "BTC", "USDT", p("0.01"), q("0.001")),
         BookConfig {
             market_band_bps: 100, // 1%
+            ..BookConfig::default()
         },
     );
     run(&mut b, limit(1, 1, Side::Sell, "100", "1"));
@@ -399,4 +400,30 @@ fn l2_snapshot_plus_deltas_rebuilds_the_book() {
         .nth(1)
         .unwrap();
     assert!(stale.apply(&later).is_err());
+}
+
+#[test]
+fn a_fill_cap_makes_every_fill_partial() {
+    let mut b = book();
+    run(&mut b, limit(1, 1, Side::Sell, "100", "10"));
+    b.set_config(BookConfig {
+        fill_cap_bps: 3_000,
+        ..BookConfig::default()
+    });
+    // 30% fills; a rest that would cross the book is cancelled.
+    let ev = run(&mut b, limit(2, 2, Side::Buy, "100", "2"));
+    assert_eq!(trades(&ev), vec![(1, 2, p("100"), q("0.6"))]);
+    assert_eq!(cancelled(&ev, 2), Some((q("1.4"), CancelReason::Unfilled)));
+    // IOC: the rest is cancelled; FOK cannot fill in full.
+    let ev = run(
+        &mut b,
+        limit(3, 2, Side::Buy, "100", "1").with_tif(TimeInForce::Ioc),
+    );
+    assert_eq!(trades(&ev), vec![(1, 3, p("100"), q("0.3"))]);
+    assert_eq!(cancelled(&ev, 3), Some((q("0.7"), CancelReason::Unfilled)));
+    let ev = run(
+        &mut b,
+        limit(4, 2, Side::Buy, "100", "1").with_tif(TimeInForce::Fok),
+    );
+    assert_eq!(rejected(&ev), Some(RejectReason::FokUnfillable));
 }

@@ -310,11 +310,7 @@ proptest! {
         let mut original = new_book();
         apply(&mut original, head, 1);
         let state = original.export();
-        let mut copy = OrderBook::import(
-            original.instrument().clone(),
-            BookConfig::default(),
-            &state,
-        );
+        let mut copy = OrderBook::import(original.instrument().clone(), &state);
         prop_assert_eq!(copy.export(), state);
         let next = 1 + submits(head);
         prop_assert_eq!(apply(&mut original, tail, next), apply(&mut copy, tail, next));

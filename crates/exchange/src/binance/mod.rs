@@ -131,6 +131,17 @@ impl<S: Send + Sync> FromRequest<S> for Req {
         let body = String::from_utf8(body.to_vec()).map_err(|_| {
             BinanceError::bad(-1100, "Illegal characters found in the request body.")
         })?;
+        let mut req = Req::parse(query, body)?;
+        req.api_key = api_key;
+        req.client = client;
+        Ok(req)
+    }
+}
+
+impl Req {
+    /// Parameters from a query string and a form body; a parameter given
+    /// twice is an error.
+    pub fn parse(query: String, body: String) -> Result<Req, BinanceError> {
         let mut params = HashMap::new();
         for (k, v) in
             form_urlencoded::parse(query.as_bytes()).chain(form_urlencoded::parse(body.as_bytes()))
@@ -146,13 +157,11 @@ impl<S: Send + Sync> FromRequest<S> for Req {
             params,
             query,
             body,
-            api_key,
-            client,
+            api_key: None,
+            client: "unknown".into(),
         })
     }
-}
 
-impl Req {
     fn get(&self, name: &str) -> Option<&str> {
         self.params
             .get(name)
@@ -734,13 +743,17 @@ fn engine_error(e: &ExchangeError, cancel: bool) -> BinanceError {
     }
 }
 
-/// Parses a new-order request into a command (no side effects).
-fn parse_order(
-    s: &BinanceState,
+/// Parses a new-order request into a command (no side effects); the fuzz
+/// target `order_request` drives this with arbitrary input.
+pub fn parse_order(
+    symbols: &HashMap<String, InstrumentId>,
     req: &Req,
     account: AccountId,
 ) -> Result<PlaceOrder, BinanceError> {
-    let instrument = s.instrument(req.need("symbol")?)?;
+    let instrument = symbols
+        .get(req.need("symbol")?)
+        .cloned()
+        .ok_or_else(|| BinanceError::bad(-1121, "Invalid symbol."))?;
     let side = match req.need("side")? {
         "BUY" => Side::Buy,
         "SELL" => Side::Sell,
@@ -853,7 +866,7 @@ fn fill_json(f: &Fill) -> Value {
 
 async fn new_order(State(s): State<BinanceState>, req: Req) -> Result<Response, BinanceError> {
     let (account, usage) = s.signed(&req, 1, true)?;
-    let place = parse_order(&s, &req, account)?;
+    let place = parse_order(&s.symbols, &req, account)?;
     let resp_type = req
         .get("newOrderRespType")
         .unwrap_or(match place.order_type {
@@ -910,7 +923,7 @@ async fn new_order(State(s): State<BinanceState>, req: Req) -> Result<Response, 
 
 async fn test_order(State(s): State<BinanceState>, req: Req) -> Result<Response, BinanceError> {
     let (account, usage) = s.signed(&req, 1, false)?;
-    let place = parse_order(&s, &req, account)?;
+    let place = parse_order(&s.symbols, &req, account)?;
     // Validates against the instrument's rules without entering the order.
     let checked = s
         .api
