@@ -9,6 +9,7 @@
 pub mod api;
 pub mod bars;
 pub mod binance;
+pub mod chaos;
 pub mod engine;
 pub mod journal;
 pub mod ledger;

@@ -26,6 +26,7 @@ use crate::api::{self, ApiState, RecentTrades};
 use crate::binance::BinanceState;
 use crate::binance::auth::Keys;
 use crate::binance::limits::{Limits, RateLimiter};
+use crate::chaos::Chaos;
 use crate::engine::ExchangeEvent;
 use crate::metrics::ExchangeMetrics;
 use crate::sequencer::{Applied, Durable, RecoveryReport, Sequencer, SequencerSettings};
@@ -45,6 +46,7 @@ pub struct ExchangeService {
     state: ApiState,
     binance: BinanceState,
     ws: crate::ws::WsState,
+    chaos: Chaos,
     /// What recovery did at start.
     pub recovery: RecoveryReport,
 }
@@ -59,6 +61,7 @@ impl ExchangeService {
         metrics: &tradestack_telemetry::metrics::Metrics,
         store: Arc<dyn StateStore>,
         bus: Bus,
+        seed: u64,
     ) -> Result<ExchangeService, crate::journal::JournalError> {
         let m = ExchangeMetrics::default();
         m.register(metrics);
@@ -95,11 +98,19 @@ impl ExchangeService {
         tokio::spawn(write_history(durable_rx, store.clone(), stored));
         let trades = RecentTrades::default();
         let bars = crate::bars::MinuteBars::default();
+        let chaos = Chaos::new(
+            seed,
+            clock_for_api.clone(),
+            seq.handle.clone(),
+            bus.clone(),
+            store.clone(),
+        );
         tokio::spawn(fan_out(
             seq.handle.subscribe(),
             trades.clone(),
             bars.clone(),
             bus,
+            chaos.clone(),
         ));
         let keys = Keys::new(settings_keys.iter().cloned());
         let symbols = Arc::new(
@@ -125,7 +136,9 @@ impl ExchangeService {
                 keys: keys.clone(),
                 clock: state.clock.clone(),
                 metrics: ws_metrics,
+                chaos: chaos.clone(),
             },
+            chaos,
             binance: BinanceState {
                 api: state.clone(),
                 keys,
@@ -153,6 +166,11 @@ impl Service for ExchangeService {
         api::router(self.state.clone())
             .merge(crate::binance::router(self.binance.clone()))
             .merge(crate::ws::router(self.ws.clone()))
+            .layer(axum::middleware::from_fn_with_state(
+                self.chaos.clone(),
+                crate::chaos::middleware,
+            ))
+            .merge(crate::chaos::router(self.chaos.clone()))
     }
 
     async fn checks(&self) -> Vec<Check> {
@@ -284,6 +302,7 @@ async fn fan_out(
     trades: RecentTrades,
     bars: crate::bars::MinuteBars,
     bus: Bus,
+    chaos: Chaos,
 ) {
     let book = Topic::<(
         tradestack_model::InstrumentId,
@@ -312,7 +331,7 @@ async fn fan_out(
                     trades.push(t.clone());
                 }
                 ExchangeEvent::Book { instrument, delta } => {
-                    if let Some(p) = &publisher {
+                    if let Some(p) = publisher.as_ref().filter(|_| !chaos.frozen()) {
                         let _ =
                             p.try_publish(Some(instrument.as_str()), (instrument.clone(), *delta));
                     }

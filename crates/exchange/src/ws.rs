@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
@@ -45,6 +45,8 @@ pub struct WsState {
     pub clock: Arc<dyn tradestack_kernel::Clock>,
     /// Connected-clients gauge.
     pub metrics: ExchangeMetrics,
+    /// Injected faults (outages cut streams, freezes stop market data).
+    pub chaos: crate::chaos::Chaos,
 }
 
 /// The `/ws` route.
@@ -55,7 +57,14 @@ pub fn router(state: WsState) -> axum::Router {
 }
 
 async fn upgrade(State(s): State<WsState>, ws: WebSocketUpgrade) -> Response {
-    ws.on_upgrade(move |socket| session(s, socket))
+    let Some(epoch) = s.chaos.ws_gate() else {
+        return (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "streams are down (injected outage)",
+        )
+            .into_response();
+    };
+    ws.on_upgrade(move |socket| session(s, socket, epoch))
 }
 
 #[derive(Deserialize)]
@@ -123,6 +132,8 @@ struct Session {
     book_seq: HashMap<InstrumentId, u64>,
     /// Per ticker: the last top of book sent.
     tops: HashMap<InstrumentId, Value>,
+    /// Market data was frozen at the last check.
+    frozen: bool,
 }
 
 async fn send(socket: &mut WebSocket, v: Value) -> bool {
@@ -161,7 +172,7 @@ async fn top(ex: &ExchangeHandle, id: &InstrumentId) -> Option<Value> {
     }))
 }
 
-async fn session(s: WsState, mut socket: WebSocket) {
+async fn session(s: WsState, mut socket: WebSocket, epoch: u64) {
     s.metrics.ws_clients.inc();
     // Subscribe to events before any snapshot, so nothing falls between.
     let mut events = s.exchange.subscribe();
@@ -170,7 +181,9 @@ async fn session(s: WsState, mut socket: WebSocket) {
         account: None,
         book_seq: HashMap::new(),
         tops: HashMap::new(),
+        frozen: false,
     };
+    let mut gate = tokio::time::interval(Duration::from_millis(250));
     let mut heartbeat = tokio::time::interval(Duration::from_secs(20));
     heartbeat.tick().await;
     let mut last_heard = tokio::time::Instant::now();
@@ -197,21 +210,24 @@ async fn session(s: WsState, mut socket: WebSocket) {
                     }
                     Err(RecvError::Lagged(n)) => {
                         // Deltas were lost for this client: start its books over.
-                        if !send(&mut socket, json!({"op": "resync", "missed": n})).await {
+                        if !resync(&s, &mut socket, &mut st, n).await {
                             break;
-                        }
-                        let books: Vec<InstrumentId> = st.book_seq.keys().cloned().collect();
-                        for id in books {
-                            if let Some((seq, snap)) = book_snapshot(&s.exchange, &id).await {
-                                st.book_seq.insert(id, seq);
-                                if !send(&mut socket, snap).await {
-                                    break;
-                                }
-                            }
                         }
                     }
                     Err(RecvError::Closed) => break,
                 }
+            }
+            _ = gate.tick() => {
+                if s.chaos.ws_gate() != Some(epoch) {
+                    // An injected outage cuts every stream.
+                    let _ = socket.send(Message::Close(None)).await;
+                    break;
+                }
+                let frozen = s.chaos.frozen();
+                if st.frozen && !frozen && !resync(&s, &mut socket, &mut st, 0).await {
+                    break;
+                }
+                st.frozen = frozen;
             }
             _ = heartbeat.tick() => {
                 if last_heard.elapsed() > Duration::from_secs(60) {
@@ -225,6 +241,23 @@ async fn session(s: WsState, mut socket: WebSocket) {
         }
     }
     s.metrics.ws_clients.dec();
+}
+
+/// Tells the client its books restart, and sends fresh snapshots.
+async fn resync(s: &WsState, socket: &mut WebSocket, st: &mut Session, missed: u64) -> bool {
+    if !send(socket, json!({"op": "resync", "missed": missed})).await {
+        return false;
+    }
+    let books: Vec<InstrumentId> = st.book_seq.keys().cloned().collect();
+    for id in books {
+        if let Some((seq, snap)) = book_snapshot(&s.exchange, &id).await {
+            st.book_seq.insert(id, seq);
+            if !send(socket, snap).await {
+                return false;
+            }
+        }
+    }
+    true
 }
 
 /// Handles one client message; false closes the connection.
@@ -363,7 +396,16 @@ async fn handle_client(s: &WsState, socket: &mut WebSocket, st: &mut Session, te
 /// Sends what the client subscribed to from one applied command.
 async fn forward(s: &WsState, socket: &mut WebSocket, st: &mut Session, a: &Applied) -> bool {
     let mut touched: BTreeSet<InstrumentId> = BTreeSet::new();
+    let frozen = s.chaos.frozen();
+    if st.frozen && !frozen && !resync(s, socket, st, 0).await {
+        return false;
+    }
+    st.frozen = frozen;
     for e in &a.events {
+        if frozen && matches!(e, ExchangeEvent::Book { .. } | ExchangeEvent::Trade(_)) {
+            // Frozen market data: a resync follows when the freeze ends.
+            continue;
+        }
         let msg = match e {
             ExchangeEvent::Book { instrument, delta } => {
                 touched.insert(instrument.clone());
@@ -413,7 +455,7 @@ async fn forward(s: &WsState, socket: &mut WebSocket, st: &mut Session, a: &Appl
         }
     }
     // Tickers: only when the top of book or last price changed.
-    for id in touched {
+    for id in touched.into_iter().filter(|_| !frozen) {
         if !st.tops.contains_key(&id) {
             continue;
         }

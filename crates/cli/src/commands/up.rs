@@ -71,6 +71,7 @@ pub async fn run(config: Config, only: Option<String>) -> anyhow::Result<ExitCod
             &rt.metrics,
             rt.store.clone(),
             rt.bus.clone(),
+            rt.config.seed,
         )
         .context("exchange journal")?;
         running.push(
