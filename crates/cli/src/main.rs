@@ -46,8 +46,30 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Benchmarks against a running deployment, or one started here.
+    Bench {
+        #[command(subcommand)]
+        target: BenchTarget,
+    },
     /// Prints the version.
     Version,
+}
+
+#[derive(Subcommand)]
+enum BenchTarget {
+    /// Order entry over loopback: REST orders/s and latency, and order to
+    /// WebSocket update latency, with the journal on.
+    Exchange {
+        /// A running exchange (default: start one in this process).
+        #[arg(long)]
+        url: Option<String>,
+        /// Concurrent HTTP clients.
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
+        /// How long to send orders, e.g. 10s.
+        #[arg(long, default_value = "10s")]
+        duration: humantime::Duration,
+    },
 }
 
 #[derive(Subcommand)]
@@ -100,6 +122,20 @@ fn main() -> ExitCode {
                 print!("{}", config.to_redacted_toml());
                 Ok(ExitCode::SUCCESS)
             }
+            Command::Bench {
+                target:
+                    BenchTarget::Exchange {
+                        url,
+                        connections,
+                        duration,
+                    },
+            } => commands::bench::exchange(commands::bench::ExchangeBench {
+                url,
+                connections: connections.max(1),
+                duration: duration.into(),
+            })
+            .await
+            .map(|()| ExitCode::SUCCESS),
             Command::Version => Ok(ExitCode::SUCCESS),
         }
     });

@@ -80,20 +80,6 @@ pub struct Durable {
     pub stored: Arc<AtomicU64>,
 }
 
-impl Durable {
-    /// Waits up to two seconds for the listener to store up to `seq`.
-    fn wait_for(&self, seq: u64) -> bool {
-        let deadline = Instant::now() + std::time::Duration::from_secs(2);
-        while self.stored.load(Ordering::Acquire) < seq {
-            if Instant::now() > deadline || self.tx.is_closed() {
-                return false;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-        true
-    }
-}
-
 /// A cheap handle to the sequencer.
 #[derive(Clone)]
 pub struct ExchangeHandle {
@@ -276,12 +262,19 @@ impl Sequencer {
                         }
                     }
                     metrics.observe_books(&ex);
-                    if journal.last_seq() >= last_snapshot + settings.snapshot_every {
-                        let seq = journal.last_seq();
+                    let seq = journal.last_seq();
+                    if seq >= last_snapshot + settings.snapshot_every {
                         // Recovery re-sends only what follows the snapshot, so
-                        // the durable listener must have stored everything
-                        // up to it first: wait for it, briefly, like a checkpoint.
-                        let caught_up = durable.as_ref().is_none_or(|d| d.wait_for(seq));
+                        // the durable listener must have stored everything up
+                        // to it first. Never wait for it (that would stall
+                        // order entry): defer the snapshot; recovery then
+                        // replays a longer journal.
+                        let caught_up = durable
+                            .as_ref()
+                            .is_none_or(|d| d.stored.load(Ordering::Acquire) >= seq);
+                        if !caught_up && seq >= last_snapshot + 4 * settings.snapshot_every {
+                            tracing::warn!(seq, last_snapshot, "history writer is behind; snapshot deferred");
+                        }
                         if caught_up {
                             match journal.snapshot(seq, &ex.export()) {
                                 Ok(()) => last_snapshot = seq,
