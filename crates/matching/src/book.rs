@@ -24,6 +24,8 @@ pub(crate) struct Slot {
     pub(crate) expire_at: i64,
     pub(crate) prev: u32,
     pub(crate) next: u32,
+    /// Slab index of its level (stable while the order rests).
+    pub(crate) level: u32,
     pub(crate) owner: Owner,
     pub(crate) side: Side,
     pub(crate) tif: TimeInForce,
@@ -407,23 +409,39 @@ impl OrderBook {
                 Side::Buy => &mut self.bids,
                 Side::Sell => &mut self.asks,
             };
-            let key = book.key(price);
-            if let Ok(i) = book.find(key) {
-                book.levels[i].qty -= cut;
-                let l = book.levels[i];
-                self.seq += 1;
-                sink.emit(BookEvent::Amended {
-                    id,
-                    price: p,
-                    quantity: q,
-                    kept_priority: true,
-                });
-                sink.emit(delta(self.seq, s.side, p, &l));
-            }
+            let level = &mut book.slab[s.level as usize];
+            level.qty -= cut;
+            let l = *level;
+            self.seq += 1;
+            sink.emit(BookEvent::Amended {
+                id,
+                price: p,
+                quantity: q,
+                kept_priority: true,
+            });
+            sink.emit(delta(self.seq, s.side, p, &l));
             return;
         }
-        if s.tif == TimeInForce::PostOnly && self.crosses(s.side, price) {
+        let crosses = self.crosses(s.side, price);
+        if s.tif == TimeInForce::PostOnly && crosses {
             return reject(sink, RejectReason::PostOnlyWouldTake);
+        }
+        if !crosses {
+            // Moves to the back of its new place without trading: the slot
+            // and the id stay, only the links change. The events are the
+            // same as a remove and a fresh rest.
+            self.detach(slot, sink);
+            sink.emit(BookEvent::Amended {
+                id,
+                price: p,
+                quantity: q,
+                kept_priority: false,
+            });
+            let moved = &mut self.slots[slot as usize];
+            moved.price = price;
+            moved.remaining = qty;
+            self.attach(slot, sink);
+            return;
         }
         self.remove_resting(slot, sink);
         sink.emit(BookEvent::Amended {
@@ -700,9 +718,10 @@ impl OrderBook {
         let mut traded = false;
         while t.remaining > t.keep && !t.stp_stopped {
             let maker_side = makers.side;
-            let Some(level) = makers.levels.last_mut() else {
+            let Some(top) = makers.best_idx() else {
                 break;
             };
+            let level = &mut makers.slab[top as usize];
             if level.key < t.limit_key {
                 break;
             }
@@ -797,7 +816,6 @@ impl OrderBook {
             let l = *level;
             sink.emit(delta(*seq, maker_side, price, &l));
             if l.count == 0 {
-                let top = makers.levels.len() - 1;
                 makers.emptied(top);
             }
         }
@@ -815,6 +833,7 @@ impl OrderBook {
             expire_at,
             prev: NIL,
             next: NIL,
+            level: NIL,
             owner: o.owner,
             side: o.side,
             tif: o.time_in_force,
@@ -832,77 +851,70 @@ impl OrderBook {
             }
         };
         self.index.insert(o.id.0, idx);
-        let book = match o.side {
+        self.attach(idx, sink);
+    }
+
+    /// Links the order in `slot` (price, side and quantity set) at the back
+    /// of its level; emits `Rested` and the level's delta.
+    fn attach<S: EventSink>(&mut self, idx: u32, sink: &mut S) {
+        let s = self.slots[idx as usize];
+        let book = match s.side {
             Side::Buy => &mut self.bids,
             Side::Sell => &mut self.asks,
         };
-        let key = book.key(price);
-        let at = match book.find(key) {
-            Ok(i) => {
-                if book.levels[i].count == 0 {
-                    book.empties -= 1;
-                }
-                i
-            }
-            Err(i) => {
-                book.levels.insert(
-                    i,
-                    Level {
-                        key,
-                        qty: 0,
-                        count: 0,
-                        head: NIL,
-                        tail: NIL,
-                    },
-                );
-                i
-            }
-        };
-        let level = &mut book.levels[at];
+        let at = book.level_for(book.key(s.price));
+        let level = &mut book.slab[at as usize];
+        let slot = &mut self.slots[idx as usize];
+        slot.level = at;
+        slot.prev = level.tail;
+        slot.next = NIL;
         if level.tail == NIL {
             level.head = idx;
         } else {
             self.slots[level.tail as usize].next = idx;
-            self.slots[idx as usize].prev = level.tail;
         }
         level.tail = idx;
         level.count += 1;
-        level.qty += remaining;
+        level.qty += s.remaining;
         let l = *level;
         self.seq += 1;
+        let price = Price::from_raw(s.price);
         sink.emit(BookEvent::Rested {
-            id: o.id,
-            side: o.side,
-            price: Price::from_raw(price),
-            quantity: Quantity::from_raw(remaining),
+            id: OrderId(s.id),
+            side: s.side,
+            price,
+            quantity: Quantity::from_raw(s.remaining),
         });
-        sink.emit(delta(self.seq, o.side, Price::from_raw(price), &l));
+        sink.emit(delta(self.seq, s.side, price, &l));
     }
 
     /// Takes a resting order out of its level and frees its slot; emits the
     /// level's delta.
     fn remove_resting<S: EventSink>(&mut self, slot: u32, sink: &mut S) {
+        let id = self.detach(slot, sink);
+        self.free.push(slot);
+        self.index.remove(&id);
+    }
+
+    /// Unlinks a resting order from its level (the slot stays); emits the
+    /// level's delta. Returns the order id.
+    fn detach<S: EventSink>(&mut self, slot: u32, sink: &mut S) -> u64 {
         let s = self.slots[slot as usize];
         let book = match s.side {
             Side::Buy => &mut self.bids,
             Side::Sell => &mut self.asks,
         };
-        let key = book.key(s.price);
-        let Ok(at) = book.find(key) else {
-            debug_assert!(false, "resting order without its level");
-            return;
-        };
-        let level = &mut book.levels[at];
+        debug_assert_eq!(book.slab[s.level as usize].key, book.key(s.price));
+        let level = &mut book.slab[s.level as usize];
         unlink(level, &mut self.slots, slot);
         level.qty -= s.remaining;
         let l = *level;
         if l.count == 0 {
-            book.emptied(at);
+            book.emptied(s.level);
         }
-        self.free.push(slot);
-        self.index.remove(&s.id);
         self.seq += 1;
         sink.emit(delta(self.seq, s.side, Price::from_raw(s.price), &l));
+        s.id
     }
 
     /// Enters every stop order the last trade price has reached, in trigger
