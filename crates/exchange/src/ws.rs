@@ -320,7 +320,6 @@ async fn handle_client(s: &WsState, socket: &mut WebSocket, st: &mut Session, te
             send(socket, json!({"op": "unsubscribed", "channels": channels})).await
         }
         ClientMsg::Subscribe { channels } => {
-            let mut ok = Vec::new();
             for name in &channels {
                 let Some(c) = Channel::parse(name) else {
                     if !send(
@@ -361,7 +360,6 @@ async fn handle_client(s: &WsState, socket: &mut WebSocket, st: &mut Session, te
                     }
                     _ => {}
                 }
-                ok.push(name.clone());
                 st.subs.insert(c.clone());
                 if !send(socket, json!({"op": "subscribed", "channel": name})).await {
                     return false;
@@ -387,7 +385,6 @@ async fn handle_client(s: &WsState, socket: &mut WebSocket, st: &mut Session, te
                     _ => {}
                 }
             }
-            let _ = ok;
             true
         }
     }

@@ -4,7 +4,9 @@ use std::collections::HashMap;
 
 use proptest::prelude::*;
 use tradestack_matching::{BookConfig, BookEvent, NewOrder, OrderBook, StpMode};
-use tradestack_model::{Instrument, OrderId, Price, Quantity, Side, TimeInForce, UnixNanos};
+use tradestack_model::{
+    Instrument, OrderId, OrderType, Price, Quantity, Side, TimeInForce, UnixNanos,
+};
 
 #[derive(Clone, Debug)]
 enum Cmd {
@@ -18,12 +20,99 @@ enum Cmd {
         lots: i64,
         stp: StpMode,
     },
+    /// A stop (market once triggered) or stop-limit order.
+    Stop {
+        owner: u32,
+        side: Side,
+        stop_ticks: i64,
+        limit_ticks: Option<i64>,
+        lots: i64,
+    },
     Cancel(u64),
     Amend {
         target: u64,
         ticks: Option<i64>,
         lots: Option<i64>,
     },
+    /// Expire GTD orders due this many steps from now.
+    Expire(i64),
+    /// Set the fill cap (bps; 10,000 = off).
+    Cap(u32),
+}
+
+impl Cmd {
+    /// The order a submit or stop command enters, with venue id `id`.
+    fn new_order(&self, id: u64, now: UnixNanos) -> Option<NewOrder> {
+        match self {
+            Cmd::Submit {
+                owner,
+                side,
+                market,
+                tif,
+                ticks,
+                lots,
+                stp,
+            } => {
+                let qty = Quantity::from_raw(lots * LOT);
+                let mut o = if *market {
+                    NewOrder::market(id, *owner, *side, qty)
+                } else {
+                    NewOrder::limit(id, *owner, *side, price(*ticks), qty).with_tif(*tif)
+                }
+                .with_stp(*stp);
+                if o.time_in_force == TimeInForce::Gtd {
+                    o.expire_at = Some(UnixNanos(now.0 + 3));
+                }
+                Some(o)
+            }
+            Cmd::Stop {
+                owner,
+                side,
+                stop_ticks,
+                limit_ticks,
+                lots,
+            } => Some(NewOrder {
+                order_type: if limit_ticks.is_some() {
+                    OrderType::StopLimit
+                } else {
+                    OrderType::Stop
+                },
+                price: limit_ticks.map(price),
+                stop_price: Some(price(*stop_ticks)),
+                ..NewOrder::limit(id, *owner, *side, price(0), Quantity::from_raw(lots * LOT))
+                    .with_stp(StpMode::None)
+            }),
+            _ => None,
+        }
+    }
+
+    /// Runs the command; submits and stops use id `id`.
+    fn run(&self, book: &mut OrderBook, id: u64, now: UnixNanos, ev: &mut Vec<BookEvent>) {
+        if let Some(o) = self.new_order(id, now) {
+            book.submit(&o, now, ev);
+            return;
+        }
+        match self {
+            Cmd::Cancel(id) => book.cancel(OrderId(*id), None, ev),
+            Cmd::Amend {
+                target,
+                ticks,
+                lots,
+            } => book.amend(
+                OrderId(*target),
+                None,
+                ticks.map(price),
+                lots.map(|l| Quantity::from_raw(l * LOT)),
+                ev,
+            ),
+            Cmd::Expire(ahead) => book.expire(UnixNanos(now.0 + ahead), ev),
+            Cmd::Cap(bps) => book.set_config(BookConfig {
+                fill_cap_bps: *bps,
+                ..BookConfig::default()
+            }),
+            Cmd::Submit { .. } | Cmd::Stop { .. } => {}
+        }
+    }
 }
 
 const TICK: i64 = 1_000_000; // 0.01
@@ -39,6 +128,7 @@ fn cmd(stp: bool) -> impl Strategy<Value = Cmd> {
         2 => Just(TimeInForce::Ioc),
         1 => Just(TimeInForce::Fok),
         1 => Just(TimeInForce::PostOnly),
+        1 => Just(TimeInForce::Gtd),
     ];
     let stp_mode = if stp {
         prop_oneof![
@@ -63,6 +153,16 @@ fn cmd(stp: bool) -> impl Strategy<Value = Cmd> {
                 lots,
                 stp,
             }),
+        1 => (0u32..4, any::<bool>(), -20i64..20, proptest::option::of(-20i64..20), 1i64..50)
+            .prop_map(|(owner, buy, stop_ticks, limit_ticks, lots)| Cmd::Stop {
+                owner,
+                side: if buy { Side::Buy } else { Side::Sell },
+                stop_ticks,
+                limit_ticks,
+                lots,
+            }),
+        1 => (0i64..6).prop_map(Cmd::Expire),
+        1 => prop_oneof![Just(10_000u32), Just(10_000), Just(5_000), Just(2_500)].prop_map(Cmd::Cap),
         2 => (1u64..200).prop_map(Cmd::Cancel),
         2 => (1u64..200, proptest::option::of(-20i64..20), proptest::option::of(1i64..50))
             .prop_map(|(target, ticks, lots)| Cmd::Amend { target, ticks, lots }),
@@ -106,51 +206,26 @@ fn check(cmds: &[Cmd], check_priority: bool) -> Result<Vec<BookEvent>, TestCaseE
                 .collect()
         });
         let mut taker_info = None;
-        match c {
-            Cmd::Submit {
-                owner,
-                side,
-                market,
-                tif,
-                ticks,
-                lots,
-                stp,
-            } => {
-                let id = next_id;
-                next_id += 1;
-                let qty = Quantity::from_raw(lots * LOT);
-                let o = if *market {
-                    NewOrder::market(id, *owner, *side, qty)
-                } else {
-                    NewOrder::limit(id, *owner, *side, price(*ticks), qty).with_tif(*tif)
-                }
-                .with_stp(*stp);
-                taker_info = Some((id, *side, *tif, *market, qty));
-                book.submit(&o, now, &mut ev);
-                if matches!(ev.first(), Some(BookEvent::Accepted { .. })) {
-                    acct.entry(id).or_default().submitted += qty.raw();
-                }
+        let old = match c {
+            Cmd::Amend { target, .. } => book.order(OrderId(*target)).map(|o| o.remaining.raw()),
+            _ => None,
+        };
+        let entered = c.new_order(next_id, now);
+        c.run(&mut book, next_id, now, &mut ev);
+        if let Some(o) = entered {
+            next_id += 1;
+            if matches!(c, Cmd::Submit { .. }) {
+                let market = o.order_type == OrderType::Market;
+                taker_info = Some((o.id.0, o.side, o.time_in_force, market, o.quantity));
             }
-            Cmd::Cancel(id) => book.cancel(OrderId(*id), None, &mut ev),
-            Cmd::Amend {
-                target,
-                ticks,
-                lots,
-            } => {
-                let old = book.order(OrderId(*target)).map(|o| o.remaining.raw());
-                book.amend(
-                    OrderId(*target),
-                    None,
-                    ticks.map(price),
-                    lots.map(|l| Quantity::from_raw(l * LOT)),
-                    &mut ev,
-                );
-                for e in &ev {
-                    if let BookEvent::Amended { id, quantity, .. } = e {
-                        let a = acct.entry(id.0).or_default();
-                        a.submitted += quantity.raw() - old.unwrap_or(0);
-                    }
-                }
+            if matches!(ev.first(), Some(BookEvent::Accepted { .. })) {
+                acct.entry(o.id.0).or_default().submitted += o.quantity.raw();
+            }
+        }
+        for e in &ev {
+            if let BookEvent::Amended { id, quantity, .. } = e {
+                let a = acct.entry(id.0).or_default();
+                a.submitted += quantity.raw() - old.unwrap_or(0);
             }
         }
         // Accounting and the per-trade properties.
@@ -236,7 +311,11 @@ fn check(cmds: &[Cmd], check_priority: bool) -> Result<Vec<BookEvent>, TestCaseE
     }
     // Conservation: submitted = filled + resting + cancelled, per order.
     for (id, a) in &acct {
-        let resting = book.order(OrderId(*id)).map_or(0, |o| o.remaining.raw());
+        let resting = book.order(OrderId(*id)).map_or(0, |o| o.remaining.raw())
+            + book
+                .pending_stops()
+                .find(|o| o.id.0 == *id)
+                .map_or(0, |o| o.quantity.raw());
         prop_assert_eq!(
             a.submitted,
             a.filled + resting + a.cancelled,
@@ -254,38 +333,10 @@ fn apply(book: &mut OrderBook, cmds: &[Cmd], first_id: u64) -> Vec<BookEvent> {
     let mut ev = Vec::new();
     let mut next_id = first_id;
     for (step, c) in cmds.iter().enumerate() {
-        match c {
-            Cmd::Submit {
-                owner,
-                side,
-                market,
-                tif,
-                ticks,
-                lots,
-                stp,
-            } => {
-                let qty = Quantity::from_raw(lots * LOT);
-                let o = if *market {
-                    NewOrder::market(next_id, *owner, *side, qty)
-                } else {
-                    NewOrder::limit(next_id, *owner, *side, price(*ticks), qty).with_tif(*tif)
-                }
-                .with_stp(*stp);
-                next_id += 1;
-                book.submit(&o, UnixNanos(step as i64), &mut ev);
-            }
-            Cmd::Cancel(id) => book.cancel(OrderId(*id), None, &mut ev),
-            Cmd::Amend {
-                target,
-                ticks,
-                lots,
-            } => book.amend(
-                OrderId(*target),
-                None,
-                ticks.map(price),
-                lots.map(|l| Quantity::from_raw(l * LOT)),
-                &mut ev,
-            ),
+        let now = UnixNanos(step as i64);
+        c.run(book, next_id, now, &mut ev);
+        if c.new_order(next_id, now).is_some() {
+            next_id += 1;
         }
     }
     ev
