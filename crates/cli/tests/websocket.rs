@@ -193,3 +193,50 @@ async fn streams_rebuild_the_book_and_carry_private_updates() {
         "gauge counts this client"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn perpetual_positions_over_the_native_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let proc = start(dir.path());
+    let base = proc.url("exchange").to_string();
+    let http = reqwest::Client::new();
+    for (account, side) in [("maker", "sell"), ("taker", "buy")] {
+        let r = http
+            .post(format!("{base}/api/v1/orders"))
+            .json(&json!({"account": account, "instrument": "BTC-USDT-PERP", "side": side, "order_type": "limit", "price": "50000", "quantity": "0.5"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 201);
+    }
+    let p: Value = http
+        .get(format!("{base}/api/v1/accounts/taker/positions"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(p[0]["instrument"], "BTC-USDT-PERP");
+    assert_eq!(p[0]["quantity"], "0.5");
+    assert_eq!(p[0]["margin"], "2500");
+    let p: Value = http
+        .get(format!("{base}/api/v1/accounts/maker/positions"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(p[0]["quantity"], "-0.5");
+    // Not a symbol of the spot-compatible API.
+    let r: Value = http
+        .get(format!("{base}/api/v3/depth?symbol=BTCUSDTPERP"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["code"], -1121);
+}

@@ -87,6 +87,7 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/api/v1/accounts/{account}/balances", get(balances))
         .route("/api/v1/accounts/{account}/deposits", post(deposit))
+        .route("/api/v1/accounts/{account}/positions", get(positions))
         .with_state(state)
 }
 
@@ -108,6 +109,7 @@ pub fn engine_error(e: &ExchangeError) -> ApiError {
         ExchangeError::InsufficientFunds(_) => (StatusCode::BAD_REQUEST, Some("quantity")),
         ExchangeError::NonPositiveAmount => (StatusCode::BAD_REQUEST, Some("amount")),
         ExchangeError::Rejected(r) => (StatusCode::BAD_REQUEST, reject_field(*r)),
+        ExchangeError::NotPerpetual(_) => (StatusCode::BAD_REQUEST, Some("instrument")),
     };
     let err = ApiError::new(status, e.code(), e.to_string());
     match field {
@@ -522,4 +524,55 @@ async fn deposit(
         })),
         _ => Err(internal()),
     }
+}
+
+/// A perpetual position.
+#[derive(Serialize, Deserialize)]
+pub struct PositionView {
+    /// Perpetual.
+    pub instrument: InstrumentId,
+    /// Contracts, negative when short.
+    pub quantity: Amount,
+    /// Average entry price.
+    pub entry_price: Price,
+    /// Margin held.
+    pub margin: Amount,
+    /// Realized P&L.
+    pub realized_pnl: Amount,
+    /// Funding received (negative: paid).
+    pub funding: Amount,
+}
+
+async fn positions(
+    State(s): State<ApiState>,
+    Path(account): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = AccountId::new(&account);
+    let list = s
+        .exchange
+        .read(move |ex| {
+            ex.account(&id).map(|_| {
+                ex.positions(&id)
+                    .into_iter()
+                    .map(|(instrument, p)| PositionView {
+                        instrument,
+                        quantity: Amount::from_raw(i128::from(p.qty)),
+                        entry_price: p.entry,
+                        margin: p.margin,
+                        realized_pnl: p.realized,
+                        funding: p.funding,
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .await
+        .map_err(unavailable)?;
+    list.map(Json).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_account",
+            format!("unknown account {account}"),
+        )
+        .with_field("account")
+    })
 }

@@ -16,6 +16,7 @@ use tradestack_model::{
 };
 
 use crate::ledger::{Balance, Insufficient, Ledger};
+use crate::margin::Position;
 use crate::settings::{ExchangeSettings, FeeTier};
 
 /// How a command names an order.
@@ -108,6 +109,21 @@ pub enum Command {
     },
     /// Expire every GTD order due at the command's time.
     Expire,
+    /// Perpetuals: pay funding at the mark's premium over `index`.
+    Funding {
+        /// The perpetual.
+        instrument: InstrumentId,
+        /// The index (spot reference) price.
+        index: Price,
+    },
+    /// Perpetuals: a new index price; positions under maintenance margin at
+    /// the mark price are liquidated.
+    Mark {
+        /// The perpetual.
+        instrument: InstrumentId,
+        /// The index (spot reference) price.
+        index: Price,
+    },
     /// Chaos: let incoming orders fill only this share (bps; 10,000 = all)
     /// on one instrument or all.
     SetFillCap {
@@ -133,6 +149,35 @@ pub enum ExchangeEvent {
         instrument: InstrumentId,
         /// The change.
         delta: BookDelta,
+    },
+    /// A funding payment on a position (positive: received).
+    Funding {
+        /// Account.
+        account: AccountId,
+        /// Perpetual.
+        instrument: InstrumentId,
+        /// The rate applied.
+        rate: Rate,
+        /// Amount received (negative: paid).
+        amount: Amount,
+    },
+    /// A position after a change.
+    Position {
+        /// Account.
+        account: AccountId,
+        /// Perpetual.
+        instrument: InstrumentId,
+        /// The position now.
+        position: Position,
+    },
+    /// A position was liquidated at the mark price.
+    Liquidated {
+        /// Account.
+        account: AccountId,
+        /// Perpetual.
+        instrument: InstrumentId,
+        /// Mark price that triggered it.
+        mark: Price,
     },
     /// A balance after a change.
     Balance {
@@ -169,6 +214,9 @@ pub enum ExchangeError {
     /// The book refused it.
     #[error("{0}")]
     Rejected(RejectReason),
+    /// A perpetuals command on an instrument that is not one.
+    #[error("{0} is not a perpetual")]
+    NotPerpetual(InstrumentId),
 }
 
 impl ExchangeError {
@@ -182,6 +230,7 @@ impl ExchangeError {
             ExchangeError::InsufficientFunds(_) => "insufficient_funds",
             ExchangeError::NonPositiveAmount => "non_positive_amount",
             ExchangeError::Rejected(r) => r.code(),
+            ExchangeError::NotPerpetual(_) => "not_perpetual",
         }
     }
 }
@@ -233,6 +282,18 @@ pub struct OpenOrder {
 struct Market {
     instrument: Instrument,
     book: OrderBook,
+    /// Contract size and settle asset of a perpetual.
+    perp: Option<(Quantity, AssetCode)>,
+}
+
+fn perp_of(i: &Instrument) -> Option<(Quantity, AssetCode)> {
+    match &i.kind {
+        tradestack_model::InstrumentKind::Perpetual {
+            contract_size,
+            settle,
+        } => Some((*contract_size, settle.clone())),
+        _ => None,
+    }
 }
 
 /// The exchange's whole state, for snapshots.
@@ -248,6 +309,11 @@ pub struct ExchangeState {
     pub open: BTreeMap<OrderId, OpenOrder>,
     /// Next venue order id.
     pub next_order_id: u64,
+    /// Perpetual positions.
+    pub positions: BTreeMap<(AccountId, InstrumentId), Position>,
+    /// The insurance fund (negative once it has covered more losses than
+    /// it collected).
+    pub insurance: Amount,
 }
 
 /// The exchange core.
@@ -262,6 +328,12 @@ pub struct Exchange {
     next_order_id: u64,
     scratch: Vec<BookEvent>,
     touched: Vec<(AccountId, AssetCode)>,
+    positions: BTreeMap<(AccountId, InstrumentId), Position>,
+    insurance: Amount,
+    /// Orders entered by liquidation: they reserve nothing.
+    liquidating: bool,
+    /// Positions changed by the command being applied.
+    position_events: Vec<(AccountId, InstrumentId, Position)>,
 }
 
 impl Exchange {
@@ -280,6 +352,7 @@ impl Exchange {
                     Market {
                         instrument: i.clone(),
                         book: OrderBook::new(i.clone(), config),
+                        perp: perp_of(i),
                     },
                 )
             })
@@ -295,6 +368,10 @@ impl Exchange {
             next_order_id: 1,
             scratch: Vec::with_capacity(256),
             touched: Vec::new(),
+            positions: BTreeMap::new(),
+            insurance: Amount::ZERO,
+            liquidating: false,
+            position_events: Vec::new(),
         };
         for seed in &settings.accounts {
             ex.open_account(&seed.id, &seed.tier, seed.stp);
@@ -317,6 +394,7 @@ impl Exchange {
                 Market {
                     instrument: instrument.clone(),
                     book: OrderBook::import(instrument.clone(), book),
+                    perp: perp_of(instrument),
                 },
             );
         }
@@ -337,6 +415,8 @@ impl Exchange {
             ex.open.insert(id, o);
         }
         ex.next_order_id = state.next_order_id;
+        ex.positions = state.positions;
+        ex.insurance = state.insurance;
         ex
     }
 
@@ -352,6 +432,8 @@ impl Exchange {
             ledger: self.ledger.clone(),
             open: self.open.iter().map(|(k, v)| (*k, v.clone())).collect(),
             next_order_id: self.next_order_id,
+            positions: self.positions.clone(),
+            insurance: self.insurance,
         }
     }
 
@@ -373,6 +455,25 @@ impl Exchange {
     /// Balances.
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
+    }
+
+    /// Perpetual positions of an account.
+    pub fn positions(&self, account: &AccountId) -> Vec<(InstrumentId, Position)> {
+        self.positions
+            .iter()
+            .filter(|((a, _), p)| a == account && p.qty != 0)
+            .map(|((_, i), p)| (i.clone(), *p))
+            .collect()
+    }
+
+    /// Every position, for checks.
+    pub fn all_positions(&self) -> impl Iterator<Item = (&(AccountId, InstrumentId), &Position)> {
+        self.positions.iter()
+    }
+
+    /// The insurance fund.
+    pub fn insurance(&self) -> Amount {
+        self.insurance
     }
 
     /// An account's settings.
@@ -495,6 +596,8 @@ impl Exchange {
                 self.touch(account, asset);
                 Ok(Reply::Balance(self.ledger.get(account, asset)))
             }
+            Command::Funding { instrument, index } => self.funding(instrument, *index, out),
+            Command::Mark { instrument, index } => self.mark(instrument, *index, ts, out),
             Command::SetFillCap { instrument, bps } => {
                 if *bps == 0 || *bps > 10_000 {
                     return Err(ExchangeError::Rejected(RejectReason::OutOfRange));
@@ -520,6 +623,13 @@ impl Exchange {
                 Ok(Reply::Done)
             }
         };
+        for (account, instrument, position) in std::mem::take(&mut self.position_events) {
+            out.push(ExchangeEvent::Position {
+                account,
+                instrument,
+                position,
+            });
+        }
         for (account, asset) in std::mem::take(&mut self.touched) {
             let balance = self.ledger.get(&account, &asset);
             out.push(ExchangeEvent::Balance {
@@ -585,8 +695,25 @@ impl Exchange {
             _ => (p.order_type, p.price, p.time_in_force),
         };
         let fee_rate = tier.taker.max(tier.maker).max(Rate::ZERO);
-        let (reserve_asset, reserve_price, reserved) = match p.side {
-            Side::Buy => {
+        let (reserve_asset, reserve_price, reserved) = match (&market.perp, p.side) {
+            (Some((contract_size, settle)), side) => {
+                // Initial margin plus the highest fee, at the order's price
+                // (a sell without one: the best bid it would meet).
+                let price = match (side, book_price, p.stop_price) {
+                    (_, Some(px), _) => px,
+                    (Side::Sell, None, Some(stop)) => stop,
+                    (Side::Sell, None, None) => market.book.best_bid().map_or(Price::ZERO, |b| b.0),
+                    (Side::Buy, None, _) => Price::ZERO,
+                };
+                let rate = self.settings.margin.initial + fee_rate;
+                let notional = crate::margin::notional(price, p.quantity.raw(), *contract_size);
+                let reserve = ceil_div(
+                    notional.raw() * i128::from(rate.raw()),
+                    i128::from(tradestack_model::fixed::SCALE),
+                );
+                (settle.clone(), price, Amount::from_raw(reserve))
+            }
+            (None, Side::Buy) => {
                 let price = book_price.unwrap_or(Price::ZERO);
                 (
                     ins.quote.clone(),
@@ -594,12 +721,18 @@ impl Exchange {
                     buy_reserve(price, p.quantity, fee_rate),
                 )
             }
-            Side::Sell => (
+            (None, Side::Sell) => (
                 ins.base.clone(),
                 Price::ZERO,
                 Amount::from_raw(i128::from(p.quantity.raw())),
             ),
         };
+        let reserved = if self.liquidating {
+            Amount::ZERO
+        } else {
+            reserved
+        };
+        let market_perp = market.perp.is_some();
         let new = NewOrder {
             id,
             owner: account.owner,
@@ -659,7 +792,11 @@ impl Exchange {
                 reserve_asset,
                 reserved,
                 reserve_price,
-                fee_reserve_rate: fee_rate,
+                fee_reserve_rate: if market_perp {
+                    self.settings.margin.initial + fee_rate
+                } else {
+                    fee_rate
+                },
                 cum_quote: Amount::ZERO,
             },
         );
@@ -752,9 +889,17 @@ impl Exchange {
         // Re-reserve for the new open quantity at the new price (buys).
         let new_price = price.or(open.order.price).unwrap_or(open.reserve_price);
         let new_leaves = quantity.unwrap_or(open.leaves);
-        let new_reserved = match open.order.side {
-            Side::Buy => buy_reserve(new_price, new_leaves, open.fee_reserve_rate),
-            Side::Sell => Amount::from_raw(i128::from(new_leaves.raw())),
+        let perp = self.markets.get(instrument).and_then(|m| m.perp.clone());
+        let new_reserved = match (perp, open.order.side) {
+            (Some((contract_size, _)), _) => {
+                let notional = crate::margin::notional(new_price, new_leaves.raw(), contract_size);
+                Amount::from_raw(ceil_div(
+                    notional.raw() * i128::from(open.fee_reserve_rate.raw()),
+                    i128::from(tradestack_model::fixed::SCALE),
+                ))
+            }
+            (None, Side::Buy) => buy_reserve(new_price, new_leaves, open.fee_reserve_rate),
+            (None, Side::Sell) => Amount::from_raw(i128::from(new_leaves.raw())),
         };
         let extra = new_reserved - open.reserved;
         if extra > Amount::ZERO {
@@ -966,6 +1111,27 @@ impl Exchange {
             liquidity,
             ts,
         };
+        let instrument = fill.instrument.clone();
+        if let Some((contract_size, settle)) =
+            self.markets.get(&instrument).and_then(|m| m.perp.clone())
+        {
+            let fill = Fill {
+                fee_asset: settle.clone(),
+                ..fill
+            };
+            self.settle_perp(
+                &account,
+                &instrument,
+                side,
+                t.price,
+                q,
+                share,
+                fee,
+                contract_size,
+                &settle,
+            );
+            return Some(fill);
+        }
         match side {
             Side::Buy => {
                 // Spent: the notional plus the fee (a rebate lowers it).
@@ -984,6 +1150,183 @@ impl Exchange {
         self.touch(&account, base);
         self.touch(&account, quote);
         Some(fill)
+    }
+
+    /// Books one side of a perpetual fill: the position, its margin and the
+    /// realized P&L, in the settle asset.
+    #[allow(clippy::too_many_arguments)]
+    fn settle_perp(
+        &mut self,
+        account: &AccountId,
+        instrument: &InstrumentId,
+        side: Side,
+        price: Price,
+        q: Quantity,
+        share: Amount,
+        fee: Amount,
+        contract_size: Quantity,
+        settle: &AssetCode,
+    ) {
+        let key = (account.clone(), instrument.clone());
+        let pos = self.positions.entry(key).or_default();
+        let dq = if side == Side::Buy { q.raw() } else { -q.raw() };
+        let closing = if pos.qty != 0 && (pos.qty > 0) != (dq > 0) {
+            q.raw().min(pos.qty.abs())
+        } else {
+            0
+        };
+        // The reservation of the part that opens becomes its margin, up to
+        // the initial margin at the fill price; the rest goes back.
+        let opened = q.raw() - closing;
+        let open_share =
+            Amount::from_raw(share.raw() * i128::from(opened) / i128::from(q.raw().max(1)));
+        let initial = crate::margin::notional(price, opened, contract_size)
+            .mul_rate(self.settings.margin.initial);
+        let margin = initial.min(open_share);
+        let change = pos.apply(dq, price, contract_size, margin);
+        let position = *pos;
+        let delta = share - fee - margin + change.released + change.realized;
+        let shortfall = self.ledger.settle_signed(account, settle, share, delta);
+        self.insurance -= shortfall;
+        self.touch(account, settle);
+        self.position_events
+            .push((account.clone(), instrument.clone(), position));
+    }
+
+    /// Pays funding on every position of a perpetual.
+    fn funding(
+        &mut self,
+        instrument: &InstrumentId,
+        index: Price,
+        out: &mut Vec<ExchangeEvent>,
+    ) -> Result<Reply, ExchangeError> {
+        let (contract_size, settle, mark) = self.mark_of(instrument, index)?;
+        let rate = crate::margin::funding_rate(mark, index, self.settings.margin.funding_cap);
+        let holders: Vec<(AccountId, Position)> = self
+            .positions
+            .iter()
+            .filter(|((_, i), p)| i == instrument && p.qty != 0)
+            .map(|((a, _), p)| (a.clone(), *p))
+            .collect();
+        for (account, p) in holders {
+            // Longs pay shorts when the rate is positive.
+            let size = crate::margin::notional(mark, p.qty, contract_size).mul_rate(rate);
+            let amount = if p.qty > 0 { -size } else { size };
+            if amount >= Amount::ZERO {
+                self.ledger.credit(&account, &settle, amount);
+            } else {
+                // From the free balance, then the position's margin, then
+                // the insurance fund.
+                let owed = -amount;
+                let free = self.ledger.get(&account, &settle).free;
+                let from_free = owed.min(free);
+                if from_free > Amount::ZERO {
+                    let _ = self.ledger.debit(&account, &settle, from_free);
+                }
+                let pos = self
+                    .positions
+                    .get_mut(&(account.clone(), instrument.clone()))
+                    .expect("listed");
+                let from_margin = (owed - from_free).min(pos.margin);
+                pos.margin -= from_margin;
+                self.insurance -= owed - from_free - from_margin;
+            }
+            let pos = self
+                .positions
+                .get_mut(&(account.clone(), instrument.clone()))
+                .expect("listed");
+            pos.funding += amount;
+            let position = *pos;
+            self.touch(&account, &settle);
+            out.push(ExchangeEvent::Funding {
+                account: account.clone(),
+                instrument: instrument.clone(),
+                rate,
+                amount,
+            });
+            out.push(ExchangeEvent::Position {
+                account,
+                instrument: instrument.clone(),
+                position,
+            });
+        }
+        Ok(Reply::Done)
+    }
+
+    /// Liquidates every position of a perpetual under maintenance margin at
+    /// the mark price: cancels the account's orders there and closes the
+    /// position with a market order that reserves nothing.
+    fn mark(
+        &mut self,
+        instrument: &InstrumentId,
+        index: Price,
+        ts: UnixNanos,
+        out: &mut Vec<ExchangeEvent>,
+    ) -> Result<Reply, ExchangeError> {
+        let (contract_size, _, mark) = self.mark_of(instrument, index)?;
+        let maintenance = self.settings.margin.maintenance;
+        let under: Vec<(AccountId, Position)> = self
+            .positions
+            .iter()
+            .filter(|((_, i), p)| i == instrument && p.underwater(mark, contract_size, maintenance))
+            .map(|((a, _), p)| (a.clone(), *p))
+            .collect();
+        for (account, p) in under {
+            out.push(ExchangeEvent::Liquidated {
+                account: account.clone(),
+                instrument: instrument.clone(),
+                mark,
+            });
+            self.cancel_all(&account, Some(instrument), ts, out)?;
+            self.liquidating = true;
+            let close = PlaceOrder {
+                account: account.clone(),
+                instrument: instrument.clone(),
+                client_order_id: None,
+                side: if p.qty > 0 { Side::Sell } else { Side::Buy },
+                order_type: OrderType::Market,
+                time_in_force: TimeInForce::Ioc,
+                price: None,
+                stop_price: None,
+                quantity: Quantity::from_raw(p.qty.abs()),
+                expire_at: None,
+                stp: Some(StpMode::None),
+            };
+            let result = self.place(&close, ts, out);
+            self.liquidating = false;
+            if let Err(e) = result {
+                tracing::warn!(error = %e, account = %account, "liquidation order refused");
+            }
+        }
+        Ok(Reply::Done)
+    }
+
+    /// Contract size, settle asset and mark price of a perpetual.
+    fn mark_of(
+        &self,
+        instrument: &InstrumentId,
+        index: Price,
+    ) -> Result<(Quantity, AssetCode, Price), ExchangeError> {
+        let m = self
+            .markets
+            .get(instrument)
+            .ok_or_else(|| ExchangeError::UnknownInstrument(instrument.clone()))?;
+        let (contract_size, settle) = m
+            .perp
+            .clone()
+            .ok_or_else(|| ExchangeError::NotPerpetual(instrument.clone()))?;
+        if index.raw() <= 0 {
+            return Err(ExchangeError::Rejected(RejectReason::NonPositivePrice));
+        }
+        let mid = match (m.book.best_bid(), m.book.best_ask()) {
+            (Some((b, _)), Some((a, _))) => Some(Price::from_raw((b.raw() + a.raw()) / 2)),
+            _ => m.book.last_trade_price(),
+        };
+        Ok((
+            contract_size,
+            settle,
+            crate::margin::mark_price(index, mid, self.settings.margin.mark_band),
+        ))
     }
 
     /// The order's state after a fill; closes it when nothing is left open.

@@ -124,6 +124,28 @@ impl Ledger {
         b.free += amount;
     }
 
+    /// Takes `share` out of locked and adds `delta` (which may be negative:
+    /// a loss) to free. A loss beyond the free balance leaves it at zero and
+    /// returns the shortfall (for the insurance fund to cover).
+    pub fn settle_signed(
+        &mut self,
+        account: &AccountId,
+        asset: &AssetCode,
+        share: Amount,
+        delta: Amount,
+    ) -> Amount {
+        let b = self.entry(account, asset);
+        debug_assert!(b.locked >= share);
+        b.locked -= share;
+        b.free += delta;
+        if b.free < Amount::ZERO {
+            let shortfall = -b.free;
+            b.free = Amount::ZERO;
+            return shortfall;
+        }
+        Amount::ZERO
+    }
+
     /// Spends `spent` out of a reservation of `share`: the rest of the share
     /// goes back to free.
     pub fn settle(&mut self, account: &AccountId, asset: &AssetCode, share: Amount, spent: Amount) {

@@ -13,6 +13,7 @@ pub mod chaos;
 pub mod engine;
 pub mod journal;
 pub mod ledger;
+pub mod margin;
 pub mod metrics;
 pub mod sequencer;
 pub mod service;

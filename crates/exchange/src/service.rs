@@ -27,10 +27,11 @@ use crate::binance::BinanceState;
 use crate::binance::auth::Keys;
 use crate::binance::limits::{Limits, RateLimiter};
 use crate::chaos::Chaos;
-use crate::engine::ExchangeEvent;
+use crate::engine::{Command, ExchangeEvent};
 use crate::metrics::ExchangeMetrics;
 use crate::sequencer::{Applied, Durable, RecoveryReport, Sequencer, SequencerSettings};
 use crate::settings::ExchangeSettings;
+use tradestack_model::{InstrumentId, Price};
 
 /// Bus topic of order updates.
 pub const ORDERS_TOPIC: &str = "exchange.orders";
@@ -38,6 +39,8 @@ pub const ORDERS_TOPIC: &str = "exchange.orders";
 pub const FILLS_TOPIC: &str = "exchange.fills";
 /// Bus topic of public trades.
 pub const TRADES_TOPIC: &str = "exchange.trades";
+/// Bus topic of perpetual position, funding and liquidation events.
+pub const POSITIONS_TOPIC: &str = "exchange.positions";
 /// Bus topic of book deltas.
 pub const BOOK_TOPIC: &str = "exchange.book";
 
@@ -94,8 +97,25 @@ impl ExchangeService {
             stored: stored.clone(),
         };
         let clock_for_api = clock.clone();
+        let margin = settings.margin;
+        let perps: Vec<(InstrumentId, InstrumentId)> = settings
+            .instruments
+            .iter()
+            .filter(|i| matches!(i.kind, tradestack_model::InstrumentKind::Perpetual { .. }))
+            .filter_map(|p| {
+                let spot = settings.instruments.iter().find(|s| {
+                    s.kind == tradestack_model::InstrumentKind::Spot
+                        && s.base == p.base
+                        && s.quote == p.quote
+                })?;
+                Some((p.id.clone(), spot.id.clone()))
+            })
+            .collect();
         let seq = Sequencer::start(settings, seq_settings, clock, m, Some(durable))?;
         tokio::spawn(write_history(durable_rx, store.clone(), stored));
+        if !perps.is_empty() {
+            tokio::spawn(drive_perpetuals(seq.handle.clone(), perps, margin));
+        }
         let trades = RecentTrades::default();
         let bars = crate::bars::MinuteBars::default();
         let chaos = Chaos::new(
@@ -116,6 +136,8 @@ impl ExchangeService {
         let symbols = Arc::new(
             instruments
                 .iter()
+                // The compatible API is spot: perpetuals are not its symbols.
+                .filter(|i| i.kind == tradestack_model::InstrumentKind::Spot)
                 .map(|i| (crate::binance::symbol_of(&i.id), i.id.clone()))
                 .collect(),
         );
@@ -262,6 +284,18 @@ async fn write_history(
                             },
                         ));
                     }
+                    ExchangeEvent::Position { account, .. }
+                    | ExchangeEvent::Funding { account, .. }
+                    | ExchangeEvent::Liquidated { account, .. } => {
+                        push_outbox(
+                            &mut batch,
+                            id,
+                            POSITIONS_TOPIC,
+                            account.as_str(),
+                            applied.ts,
+                            e,
+                        );
+                    }
                     ExchangeEvent::Book { .. } => {}
                 }
             }
@@ -337,6 +371,73 @@ async fn fan_out(
                     }
                 }
                 _ => {}
+            }
+        }
+    }
+}
+
+/// Marks each perpetual to its index (the mid, else the last trade, of the
+/// spot pair with the same assets) every `mark_interval`, which liquidates
+/// positions under maintenance, and pays funding every `funding_interval`.
+/// Both go through the journal like any command.
+async fn drive_perpetuals(
+    exchange: crate::sequencer::ExchangeHandle,
+    perps: Vec<(InstrumentId, InstrumentId)>,
+    margin: crate::margin::MarginSettings,
+) {
+    let mut mark = tokio::time::interval(
+        margin
+            .mark_interval
+            .max(std::time::Duration::from_millis(100)),
+    );
+    let mut funding = tokio::time::interval(
+        margin
+            .funding_interval
+            .max(std::time::Duration::from_secs(1)),
+    );
+    funding.tick().await;
+    loop {
+        let pay = tokio::select! {
+            _ = mark.tick() => false,
+            _ = funding.tick() => true,
+        };
+        for (perp, spot) in &perps {
+            let (spot2, perp2) = (spot.clone(), perp.clone());
+            let Ok(Some(index)) = exchange
+                .read(move |ex| {
+                    // Nothing to mark or fund without positions: keep the
+                    // journal quiet.
+                    if !ex
+                        .all_positions()
+                        .any(|((_, i), p)| i == &perp2 && p.qty != 0)
+                    {
+                        return None;
+                    }
+                    ex.book(&spot2)
+                        .and_then(|b| match (b.best_bid(), b.best_ask()) {
+                            (Some((bid, _)), Some((ask, _))) => {
+                                Some(Price::from_raw((bid.raw() + ask.raw()) / 2))
+                            }
+                            _ => b.last_trade_price(),
+                        })
+                })
+                .await
+            else {
+                continue;
+            };
+            let cmd = if pay {
+                Command::Funding {
+                    instrument: perp.clone(),
+                    index,
+                }
+            } else {
+                Command::Mark {
+                    instrument: perp.clone(),
+                    index,
+                }
+            };
+            if exchange.execute(cmd).await.is_err() {
+                return;
             }
         }
     }

@@ -71,6 +71,8 @@ pub struct ExchangeSettings {
     pub accounts: Vec<AccountSeed>,
     /// Durability.
     pub journal: JournalConfig,
+    /// Perpetuals: initial and maintenance margin, funding cap, mark band.
+    pub margin: crate::margin::MarginSettings,
     /// Request-weight limit per minute per API key (or client address).
     pub weight_per_minute: u32,
     /// New orders per ten seconds per API key.
@@ -181,6 +183,24 @@ fn spot(id: &str, tick: &str, lot: &str, min_notional: &str) -> Instrument {
     i
 }
 
+fn perpetual(
+    id: &str,
+    base: &str,
+    quote: &str,
+    tick: &str,
+    lot: &str,
+    min_notional: &str,
+) -> Instrument {
+    let mut i = Instrument::spot(id, base, quote, p(tick), q(lot));
+    i.kind = tradestack_model::InstrumentKind::Perpetual {
+        contract_size: Quantity::ONE,
+        settle: AssetCode::new(quote),
+    };
+    i.min_notional = min_notional.parse().expect("literal amount");
+    i.max_qty = q("1000");
+    i
+}
+
 impl Default for ExchangeSettings {
     /// Spot pairs with tick and lot sizes like Binance's (Kraken's for
     /// USDT-USD), a default tier of 2 bp maker and 5 bp taker, and no accounts.
@@ -207,11 +227,13 @@ impl Default for ExchangeSettings {
                 spot("SOL-USDT", "0.01", "0.001", "5"),
                 spot("USDT-USD", "0.0001", "0.01", "1"),
                 spot("USDC-USDT", "0.0001", "1", "5"),
+                perpetual("BTC-USDT-PERP", "BTC", "USDT", "0.1", "0.001", "5"),
             ],
             fee_tiers: tiers,
             market_band_bps: 500,
             accounts: Vec::new(),
             journal: JournalConfig::default(),
+            margin: crate::margin::MarginSettings::default(),
             weight_per_minute: 6_000,
             orders_per_10s: 100,
         }

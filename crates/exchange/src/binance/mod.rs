@@ -280,6 +280,7 @@ async fn exchange_info(State(s): State<BinanceState>, req: Req) -> Result<Respon
         .map_err(|_| BinanceError::unavailable())?;
     let symbols: Vec<Value> = instruments
         .iter()
+        .filter(|i| i.kind == tradestack_model::InstrumentKind::Spot)
         .filter(|i| only.as_ref().is_none_or(|l| l.contains(&symbol_of(&i.id))))
         .map(|i| {
             json!({
@@ -700,7 +701,9 @@ fn order_json(o: &Order, cum_quote: Amount) -> Value {
 fn engine_error(e: &ExchangeError, cancel: bool) -> BinanceError {
     use RejectReason::*;
     match e {
-        ExchangeError::UnknownInstrument(_) => BinanceError::bad(-1121, "Invalid symbol."),
+        ExchangeError::UnknownInstrument(_) | ExchangeError::NotPerpetual(_) => {
+            BinanceError::bad(-1121, "Invalid symbol.")
+        }
         ExchangeError::UnknownAccount(_) => {
             BinanceError::auth(-2015, "Invalid API-key, IP, or permissions for action.")
         }
