@@ -69,6 +69,9 @@ enum BenchTarget {
         /// How long to send orders, e.g. 10s.
         #[arg(long, default_value = "10s")]
         duration: humantime::Duration,
+        /// The exchange's admin token, to fund the bench accounts (with --url).
+        #[arg(long, env = "TRADESTACK_EXCHANGE__ADMIN_TOKEN")]
+        admin_token: Option<String>,
     },
 }
 
@@ -128,11 +131,13 @@ fn main() -> ExitCode {
                         url,
                         connections,
                         duration,
+                        admin_token,
                     },
             } => commands::bench::exchange(commands::bench::ExchangeBench {
                 url,
                 connections: connections.max(1),
                 duration: duration.into(),
+                admin_token,
             })
             .await
             .map(|()| ExitCode::SUCCESS),

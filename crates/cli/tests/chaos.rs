@@ -16,10 +16,15 @@ fn start(dir: &std::path::Path) -> Proc {
     let data = dir.join("data");
     Proc::start(
         &["up"],
-        &[("TRADESTACK_DATA_DIR", data.to_str().unwrap())],
+        &[
+            ("TRADESTACK_DATA_DIR", data.to_str().unwrap()),
+            ("TRADESTACK_EXCHANGE__ADMIN_TOKEN", TOKEN),
+        ],
         dir,
     )
 }
+
+const TOKEN: &str = "chaos-test-token";
 
 async fn inject(base: &str, fault: Value, duration: Option<&str>) -> Value {
     let mut body = json!({ "fault": fault });
@@ -28,6 +33,7 @@ async fn inject(base: &str, fault: Value, duration: Option<&str>) -> Value {
     }
     let r = reqwest::Client::new()
         .post(format!("{base}/admin/chaos"))
+        .bearer_auth(TOKEN)
         .json(&body)
         .send()
         .await
@@ -39,6 +45,7 @@ async fn inject(base: &str, fault: Value, duration: Option<&str>) -> Value {
 async fn clear(base: &str) {
     reqwest::Client::new()
         .delete(format!("{base}/admin/chaos"))
+        .bearer_auth(TOKEN)
         .send()
         .await
         .unwrap();
@@ -61,9 +68,42 @@ async fn injected_faults_act_and_clear() {
     let base = proc.url("exchange").to_string();
     let http = reqwest::Client::new();
 
+    // The admin API needs the token.
+    let r = http
+        .get(format!("{base}/admin/chaos"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let transfer = |kind: &str, token: &str, amount: &str| {
+        http.post(format!("{base}/admin/accounts/maker/{kind}"))
+            .bearer_auth(token)
+            .json(&json!({"asset": "USDT", "amount": amount}))
+            .send()
+    };
+    assert_eq!(
+        transfer("deposits", "wrong", "1")
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        401
+    );
+    assert_eq!(
+        transfer("withdrawals", TOKEN, "1")
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    let r = transfer("withdrawals", TOKEN, "99999999").await.unwrap();
+    assert_eq!(r.status().as_u16(), 400, "more than the balance");
+
     // Bad fault definitions name the field.
     let r = http
         .post(format!("{base}/admin/chaos"))
+        .bearer_auth(TOKEN)
         .json(&json!({"fault": {"errors": {"endpoint": "/", "status": 418, "rate_bps": 100}}}))
         .send()
         .await
@@ -215,6 +255,7 @@ async fn injected_faults_act_and_clear() {
     tokio::time::sleep(Duration::from_millis(1300)).await;
     let active: Value = http
         .get(format!("{base}/admin/chaos"))
+        .bearer_auth(TOKEN)
         .send()
         .await
         .unwrap()

@@ -21,7 +21,6 @@ use tradestack_model::{
 };
 
 use crate::engine::{Command, ExchangeError, OrderRef, PlaceOrder, Reply};
-use crate::ledger::Balance;
 use crate::sequencer::{ExchangeHandle, Unavailable};
 
 /// Recent public trades per instrument, kept from the event stream.
@@ -74,6 +73,8 @@ pub struct ApiState {
 /// The native API's routes.
 pub fn router(state: ApiState) -> Router {
     Router::new()
+        .route("/openapi.json", get(openapi))
+        .route("/docs", get(docs))
         .route("/api/v1/instruments", get(instruments))
         .route("/api/v1/book/{instrument}", get(book))
         .route("/api/v1/trades/{instrument}", get(trades))
@@ -86,8 +87,9 @@ pub fn router(state: ApiState) -> Router {
             get(get_order).delete(cancel).patch(amend),
         )
         .route("/api/v1/accounts/{account}/balances", get(balances))
-        .route("/api/v1/accounts/{account}/deposits", post(deposit))
         .route("/api/v1/accounts/{account}/positions", get(positions))
+        .route("/api/v1/fills", get(fills))
+        .route("/api/v1/candles/{instrument}", get(candles))
         .with_state(state)
 }
 
@@ -498,34 +500,6 @@ async fn balances(
     })
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DepositBody {
-    asset: AssetCode,
-    amount: Amount,
-}
-
-async fn deposit(
-    State(s): State<ApiState>,
-    Path(account): Path<String>,
-    body: Bytes,
-) -> Result<impl IntoResponse, ApiError> {
-    let b: DepositBody = parse_json(&body)?;
-    let cmd = Command::Deposit {
-        account: AccountId::new(&account),
-        asset: b.asset.clone(),
-        amount: b.amount,
-    };
-    match execute(&s, cmd).await? {
-        Reply::Balance(Balance { free, locked }) => Ok(Json(BalanceView {
-            asset: b.asset,
-            free,
-            locked,
-        })),
-        _ => Err(internal()),
-    }
-}
-
 /// A perpetual position.
 #[derive(Serialize, Deserialize)]
 pub struct PositionView {
@@ -575,4 +549,135 @@ async fn positions(
         )
         .with_field("account")
     })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FillsQuery {
+    account: AccountId,
+    #[serde(default)]
+    instrument: Option<InstrumentId>,
+    #[serde(default)]
+    order_id: Option<u64>,
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
+/// Fills of an account, newest first, from the history in the state store.
+async fn fills(
+    State(s): State<ApiState>,
+    Query(q): Query<FillsQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let list = s
+        .store
+        .fills(tradestack_store::FillQuery {
+            account: Some(q.account),
+            order_id: q.order_id.map(OrderId),
+            instrument: q.instrument,
+            limit: Some(q.limit.unwrap_or(500).clamp(1, 1000)),
+        })
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                e.to_string(),
+            )
+        })?;
+    Ok(Json(list))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CandleQuery {
+    #[serde(default)]
+    interval: Option<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// One OHLCV candle of the venue's own trades.
+#[derive(Serialize, Deserialize)]
+pub struct Candle {
+    /// Start, ns since the epoch.
+    pub open_time: i64,
+    /// Open.
+    pub open: Price,
+    /// High.
+    pub high: Price,
+    /// Low.
+    pub low: Price,
+    /// Close.
+    pub close: Price,
+    /// Base volume.
+    pub volume: Quantity,
+    /// Quote volume.
+    pub quote_volume: Amount,
+    /// Trades.
+    pub trades: u64,
+}
+
+/// Candles from the in-memory minute bars (the time-series store will serve
+/// longer history).
+async fn candles(
+    State(s): State<ApiState>,
+    Path(instrument): Path<String>,
+    Query(q): Query<CandleQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let interval = q.interval.unwrap_or_else(|| "1m".into());
+    let d = humantime::parse_duration(&interval)
+        .ok()
+        .filter(|d| d.as_secs() >= 60 && d.as_secs() % 60 == 0)
+        .ok_or_else(|| {
+            ApiError::bad_request("interval", "a whole number of minutes, e.g. 1m, 15m, 1h")
+        })?;
+    let id = InstrumentId::new(&instrument);
+    let known = s
+        .exchange
+        .read({
+            let id = id.clone();
+            move |ex| ex.book(&id).is_some()
+        })
+        .await
+        .map_err(unavailable)?;
+    if !known {
+        return Err(unknown_instrument(&instrument));
+    }
+    let bars = s.bars.bars(
+        &id,
+        d.as_nanos() as i64,
+        None,
+        None,
+        q.limit.unwrap_or(500).clamp(1, 1000),
+    );
+    Ok(Json(
+        bars.into_iter()
+            .map(|b| Candle {
+                open_time: b.open_time,
+                open: b.open,
+                high: b.high,
+                low: b.low,
+                close: b.close,
+                volume: b.volume,
+                quote_volume: b.quote_volume,
+                trades: b.trades,
+            })
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// The OpenAPI 3 document of this API (kept in `openapi/openapi.json`).
+pub const OPENAPI: &str = include_str!("../openapi/openapi.json");
+
+async fn openapi() -> impl IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+}
+
+/// Interactive docs: a self-contained page that lists and tries the
+/// operations of `/openapi.json` (no external scripts).
+async fn docs() -> impl IntoResponse {
+    axum::response::Html(include_str!("../openapi/docs.html"))
 }

@@ -6,6 +6,7 @@
 //! stamped with a time and returns [`ExchangeEvent`]s, so the same journal
 //! always rebuilds the same books and balances.
 
+pub mod admin;
 pub mod api;
 pub mod bars;
 pub mod binance;

@@ -50,6 +50,7 @@ pub struct ExchangeService {
     binance: BinanceState,
     ws: crate::ws::WsState,
     chaos: Chaos,
+    admin_token: Option<String>,
     /// What recovery did at start.
     pub recovery: RecoveryReport,
 }
@@ -86,6 +87,7 @@ impl ExchangeService {
             .filter_map(|a| Some((a.api_key.clone()?, a.id.clone(), a.api_secret.clone()?)))
             .collect();
         let instruments = settings.instruments.clone();
+        let admin_token = settings.admin_token.clone();
         let limits = Limits {
             weight_per_minute: settings.weight_per_minute,
             orders_per_10s: settings.orders_per_10s,
@@ -161,6 +163,7 @@ impl ExchangeService {
                 chaos: chaos.clone(),
             },
             chaos,
+            admin_token,
             binance: BinanceState {
                 api: state.clone(),
                 keys,
@@ -192,7 +195,11 @@ impl Service for ExchangeService {
                 self.chaos.clone(),
                 crate::chaos::middleware,
             ))
-            .merge(crate::chaos::router(self.chaos.clone()))
+            .merge(crate::admin::router(
+                self.state.exchange.clone(),
+                self.chaos.clone(),
+                self.admin_token.clone(),
+            ))
     }
 
     async fn checks(&self) -> Vec<Check> {

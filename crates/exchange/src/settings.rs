@@ -73,6 +73,9 @@ pub struct ExchangeSettings {
     pub journal: JournalConfig,
     /// Perpetuals: initial and maintenance margin, funding cap, mark band.
     pub margin: crate::margin::MarginSettings,
+    /// Bearer token for `/admin` (deposits, withdrawals, chaos); unset
+    /// disables them. Secret: set it through `TRADESTACK_EXCHANGE__ADMIN_TOKEN`.
+    pub admin_token: Option<String>,
     /// Request-weight limit per minute per API key (or client address).
     pub weight_per_minute: u32,
     /// New orders per ten seconds per API key.
@@ -234,6 +237,7 @@ impl Default for ExchangeSettings {
             accounts: Vec::new(),
             journal: JournalConfig::default(),
             margin: crate::margin::MarginSettings::default(),
+            admin_token: None,
             weight_per_minute: 6_000,
             orders_per_10s: 100,
         }

@@ -28,12 +28,18 @@ pub struct ExchangeBench {
     pub connections: usize,
     /// How long to send orders.
     pub duration: Duration,
+    /// The exchange's admin token (deposits); the local exchange has its own.
+    pub admin_token: Option<String>,
 }
+
+/// Admin token of the exchange this command starts itself.
+const LOCAL_ADMIN_TOKEN: &str = "bench-admin-token";
 
 const KEY: &str = "bench-key";
 const SECRET: &str = "bench-secret";
 
-/// Runs the benchmark and prints its figures.
+/// Runs the benchmark and prints its figures. Against `--url`, the accounts
+/// `bench-a` and `bench-b` are funded through the admin API (`--admin-token`).
 pub async fn exchange(opts: ExchangeBench) -> anyhow::Result<()> {
     let (url, _guard) = match &opts.url {
         Some(u) => (u.trim_end_matches('/').to_string(), None),
@@ -44,10 +50,15 @@ pub async fn exchange(opts: ExchangeBench) -> anyhow::Result<()> {
     };
     let accounts = ["bench-a", "bench-b"];
     let http = reqwest::Client::new();
+    let token = opts
+        .admin_token
+        .clone()
+        .unwrap_or_else(|| LOCAL_ADMIN_TOKEN.to_string());
     for a in accounts {
         for (asset, amount) in [("USDT", "1000000000000"), ("BTC", "100000000")] {
             let r = http
-                .post(format!("{url}/api/v1/accounts/{a}/deposits"))
+                .post(format!("{url}/admin/accounts/{a}/deposits"))
+                .bearer_auth(&token)
                 .json(&json!({"asset": asset, "amount": amount}))
                 .send()
                 .await
@@ -221,6 +232,10 @@ async fn local_exchange() -> anyhow::Result<(String, LocalExchange)> {
     .remove("accounts")
     .context("accounts")?;
     table.insert("accounts".into(), accounts);
+    table.insert(
+        "admin_token".into(),
+        toml::Value::String(LOCAL_ADMIN_TOKEN.into()),
+    );
     config.exchange = table;
     let settings = tradestack_exchange::ExchangeSettings::from_table(&config.exchange)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
