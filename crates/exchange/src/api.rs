@@ -469,35 +469,43 @@ pub struct BalanceView {
     pub locked: Amount,
 }
 
+/// Runs `f` for a known account, else answers 404 naming it.
+async fn for_account<R: Send + 'static>(
+    s: &ApiState,
+    account: &str,
+    f: impl FnOnce(&crate::engine::Exchange, &AccountId) -> R + Send + 'static,
+) -> Result<R, ApiError> {
+    let id = AccountId::new(account);
+    s.exchange
+        .read(move |ex| ex.account(&id).map(|_| f(ex, &id)))
+        .await
+        .map_err(unavailable)?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_account",
+                format!("unknown account {account}"),
+            )
+            .with_field("account")
+        })
+}
+
 async fn balances(
     State(s): State<ApiState>,
     Path(account): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let id = AccountId::new(&account);
-    let list = s
-        .exchange
-        .read(move |ex| {
-            ex.account(&id).map(|_| {
-                ex.ledger()
-                    .account(&id)
-                    .map(|(asset, b)| BalanceView {
-                        asset: asset.clone(),
-                        free: b.free,
-                        locked: b.locked,
-                    })
-                    .collect::<Vec<_>>()
+    let list = for_account(&s, &account, |ex, id| {
+        ex.ledger()
+            .account(id)
+            .map(|(asset, b)| BalanceView {
+                asset: asset.clone(),
+                free: b.free,
+                locked: b.locked,
             })
-        })
-        .await
-        .map_err(unavailable)?;
-    list.map(Json).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_account",
-            format!("unknown account {account}"),
-        )
-        .with_field("account")
+            .collect::<Vec<_>>()
     })
+    .await?;
+    Ok(Json(list))
 }
 
 /// A perpetual position.
@@ -521,34 +529,21 @@ async fn positions(
     State(s): State<ApiState>,
     Path(account): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let id = AccountId::new(&account);
-    let list = s
-        .exchange
-        .read(move |ex| {
-            ex.account(&id).map(|_| {
-                ex.positions(&id)
-                    .into_iter()
-                    .map(|(instrument, p)| PositionView {
-                        instrument,
-                        quantity: Amount::from_raw(i128::from(p.qty)),
-                        entry_price: p.entry,
-                        margin: p.margin,
-                        realized_pnl: p.realized,
-                        funding: p.funding,
-                    })
-                    .collect::<Vec<_>>()
+    let list = for_account(&s, &account, |ex, id| {
+        ex.positions(id)
+            .into_iter()
+            .map(|(instrument, p)| PositionView {
+                instrument,
+                quantity: Amount::from_raw(i128::from(p.qty)),
+                entry_price: p.entry,
+                margin: p.margin,
+                realized_pnl: p.realized,
+                funding: p.funding,
             })
-        })
-        .await
-        .map_err(unavailable)?;
-    list.map(Json).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_account",
-            format!("unknown account {account}"),
-        )
-        .with_field("account")
+            .collect::<Vec<_>>()
     })
+    .await?;
+    Ok(Json(list))
 }
 
 #[derive(Deserialize)]
@@ -596,27 +591,6 @@ struct CandleQuery {
     limit: Option<usize>,
 }
 
-/// One OHLCV candle of the venue's own trades.
-#[derive(Serialize, Deserialize)]
-pub struct Candle {
-    /// Start, ns since the epoch.
-    pub open_time: i64,
-    /// Open.
-    pub open: Price,
-    /// High.
-    pub high: Price,
-    /// Low.
-    pub low: Price,
-    /// Close.
-    pub close: Price,
-    /// Base volume.
-    pub volume: Quantity,
-    /// Quote volume.
-    pub quote_volume: Amount,
-    /// Trades.
-    pub trades: u64,
-}
-
 /// Candles from the in-memory minute bars (the time-series store will serve
 /// longer history).
 async fn candles(
@@ -643,25 +617,12 @@ async fn candles(
     if !known {
         return Err(unknown_instrument(&instrument));
     }
-    let bars = s.bars.bars(
-        &id,
-        d.as_nanos() as i64,
-        None,
-        None,
-        q.limit.unwrap_or(500).clamp(1, 1000),
-    );
+    let interval = d.as_nanos() as i64;
+    let limit = q.limit.unwrap_or(500).clamp(1, 1000);
+    let bars = s.bars.bars(&id, interval, None, None, limit);
     Ok(Json(
-        bars.into_iter()
-            .map(|b| Candle {
-                open_time: b.open_time,
-                open: b.open,
-                high: b.high,
-                low: b.low,
-                close: b.close,
-                volume: b.volume,
-                quote_volume: b.quote_volume,
-                trades: b.trades,
-            })
+        bars.iter()
+            .map(|b| b.to_bar(&id, interval))
             .collect::<Vec<_>>(),
     ))
 }

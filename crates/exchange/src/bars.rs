@@ -76,6 +76,31 @@ impl MinuteBar {
         }
     }
 
+    /// As the model's bar of `interval` ns.
+    pub fn to_bar(&self, instrument: &InstrumentId, interval: i64) -> tradestack_model::Bar {
+        let vwap = if self.volume.is_zero() {
+            self.close
+        } else {
+            Price::from_raw(
+                (self.quote_volume.raw() * i128::from(tradestack_model::fixed::SCALE)
+                    / i128::from(self.volume.raw())) as i64,
+            )
+        };
+        tradestack_model::Bar {
+            instrument: instrument.clone(),
+            interval: tradestack_model::Nanos(interval),
+            open_time: tradestack_model::UnixNanos(self.open_time),
+            open: self.open,
+            high: self.high,
+            low: self.low,
+            close: self.close,
+            volume: self.volume,
+            quote_volume: self.quote_volume,
+            trades: self.trades,
+            vwap,
+        }
+    }
+
     /// Merges a later bar into this one.
     pub fn merge(&mut self, later: &MinuteBar) {
         self.high = self.high.max(later.high);

@@ -77,13 +77,13 @@ impl Ledger {
         self.entry(account, asset).free += amount;
     }
 
-    /// Takes from the free balance (a withdrawal).
-    pub fn debit(
+    /// The balance, after checking `amount` is free.
+    fn with_free(
         &mut self,
         account: &AccountId,
         asset: &AssetCode,
         amount: Amount,
-    ) -> Result<(), Insufficient> {
+    ) -> Result<&mut Balance, Insufficient> {
         let b = self.entry(account, asset);
         if b.free < amount {
             return Err(Insufficient {
@@ -92,7 +92,17 @@ impl Ledger {
                 free: b.free,
             });
         }
-        b.free -= amount;
+        Ok(b)
+    }
+
+    /// Takes from the free balance (a withdrawal).
+    pub fn debit(
+        &mut self,
+        account: &AccountId,
+        asset: &AssetCode,
+        amount: Amount,
+    ) -> Result<(), Insufficient> {
+        self.with_free(account, asset, amount)?.free -= amount;
         Ok(())
     }
 
@@ -103,14 +113,7 @@ impl Ledger {
         asset: &AssetCode,
         amount: Amount,
     ) -> Result<(), Insufficient> {
-        let b = self.entry(account, asset);
-        if b.free < amount {
-            return Err(Insufficient {
-                asset: asset.clone(),
-                need: amount,
-                free: b.free,
-            });
-        }
+        let b = self.with_free(account, asset, amount)?;
         b.free -= amount;
         b.locked += amount;
         Ok(())

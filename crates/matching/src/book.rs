@@ -937,22 +937,16 @@ impl OrderBook {
                 stop_price: None,
                 ..stop
             };
-            if entered.order_type == OrderType::Limit
-                && entered.time_in_force == TimeInForce::PostOnly
-                && self.crosses(entered.side, entered.price.map_or(0, Price::raw))
-            {
-                sink.emit(BookEvent::Cancelled {
-                    id: stop.id,
-                    owner: stop.owner,
-                    quantity: stop.quantity,
-                    reason: CancelReason::Unfilled,
-                });
-                continue;
-            }
-            if entered.order_type == OrderType::Limit
-                && entered.time_in_force == TimeInForce::Fok
-                && !self.fok_fillable(&entered, entered.price.map_or(0, Price::raw))
-            {
+            // A triggered post-only that would take, or FOK that cannot fill
+            // in full, is cancelled: it was accepted when it arrived.
+            let limit = entered.price.map_or(0, Price::raw);
+            let refused = entered.order_type == OrderType::Limit
+                && match entered.time_in_force {
+                    TimeInForce::PostOnly => self.crosses(entered.side, limit),
+                    TimeInForce::Fok => !self.fok_fillable(&entered, limit),
+                    _ => false,
+                };
+            if refused {
                 sink.emit(BookEvent::Cancelled {
                     id: stop.id,
                     owner: stop.owner,
