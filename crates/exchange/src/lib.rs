@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod auth;
 pub mod bars;
 pub mod binance;
 pub mod chaos;

@@ -51,6 +51,7 @@ pub struct ExchangeService {
     ws: crate::ws::WsState,
     chaos: Chaos,
     admin_token: Option<String>,
+    native_auth: Arc<crate::auth::NativeAuth>,
     /// What recovery did at start.
     pub recovery: RecoveryReport,
 }
@@ -88,6 +89,7 @@ impl ExchangeService {
             .collect();
         let instruments = settings.instruments.clone();
         let admin_token = settings.admin_token.clone();
+        let require_signatures = settings.require_signatures;
         let limits = Limits {
             weight_per_minute: settings.weight_per_minute,
             orders_per_10s: settings.orders_per_10s,
@@ -164,6 +166,11 @@ impl ExchangeService {
             },
             chaos,
             admin_token,
+            native_auth: Arc::new(crate::auth::NativeAuth {
+                keys: keys.clone(),
+                clock: state.clock.clone(),
+                required: require_signatures,
+            }),
             binance: BinanceState {
                 api: state.clone(),
                 keys,
@@ -189,6 +196,10 @@ impl Service for ExchangeService {
 
     fn routes(&self) -> Router {
         api::router(self.state.clone())
+            .layer(axum::middleware::from_fn_with_state(
+                self.native_auth.clone(),
+                crate::auth::middleware,
+            ))
             .merge(crate::binance::router(self.binance.clone()))
             .merge(crate::ws::router(self.ws.clone()))
             .layer(axum::middleware::from_fn_with_state(

@@ -73,6 +73,8 @@ pub struct ExchangeSettings {
     pub journal: JournalConfig,
     /// Perpetuals: initial and maintenance margin, funding cap, mark band.
     pub margin: crate::margin::MarginSettings,
+    /// Refuse unsigned requests to the native API's private endpoints.
+    pub require_signatures: bool,
     /// Bearer token for `/admin` (deposits, withdrawals, chaos); unset
     /// disables them. Secret: set it through `TRADESTACK_EXCHANGE__ADMIN_TOKEN`.
     pub admin_token: Option<String>,
@@ -238,6 +240,7 @@ impl Default for ExchangeSettings {
             journal: JournalConfig::default(),
             margin: crate::margin::MarginSettings::default(),
             admin_token: None,
+            require_signatures: false,
             weight_per_minute: 6_000,
             orders_per_10s: 100,
         }

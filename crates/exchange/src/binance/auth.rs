@@ -63,20 +63,6 @@ impl Keys {
             .get("signature")
             .ok_or_else(|| BinanceError::missing("signature"))?;
         let payload = format!("{}{}", strip_signature(query), strip_signature(body));
-        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).map_err(|_| {
-            BinanceError::auth(-2015, "Invalid API-key, IP, or permissions for action.")
-        })?;
-        mac.update(payload.as_bytes());
-        let expected = hex::encode(mac.finalize().into_bytes());
-        if !constant_time_eq(
-            expected.as_bytes(),
-            signature.to_ascii_lowercase().as_bytes(),
-        ) {
-            return Err(BinanceError::bad(
-                -1022,
-                "Signature for this request is not valid.",
-            ));
-        }
         let ts: i64 = params
             .get("timestamp")
             .ok_or_else(|| BinanceError::missing("timestamp"))?
@@ -88,6 +74,30 @@ impl Keys {
                 .map_err(|_| BinanceError::malformed("recvWindow"))?,
             None => 5_000,
         };
+        self.check(secret, &payload, signature, ts, window, now_ms)
+    }
+
+    /// Checks an HMAC-SHA256 `signature` of `payload`, the timestamp against
+    /// the receive window, and that the signature was not used before.
+    pub fn check(
+        &self,
+        secret: &str,
+        payload: &str,
+        signature: &str,
+        ts: i64,
+        window: i64,
+        now_ms: i64,
+    ) -> Result<(), BinanceError> {
+        let expected = sign(secret, payload);
+        if !constant_time_eq(
+            expected.as_bytes(),
+            signature.to_ascii_lowercase().as_bytes(),
+        ) {
+            return Err(BinanceError::bad(
+                -1022,
+                "Signature for this request is not valid.",
+            ));
+        }
         if !(0..=MAX_RECV_WINDOW).contains(&window) {
             return Err(BinanceError::bad(
                 -1131,
@@ -109,13 +119,13 @@ impl Keys {
                 seen.set.remove(&s);
             }
         }
-        if !seen.set.insert(signature.clone()) {
+        if !seen.set.insert(signature.to_string()) {
             return Err(BinanceError::bad(
                 -1022,
                 "Signature for this request was already used (replayed request).",
             ));
         }
-        seen.order.push_back((now_ms, signature.clone()));
+        seen.order.push_back((now_ms, signature.to_string()));
         Ok(())
     }
 }
