@@ -51,8 +51,27 @@ enum Command {
         #[command(subcommand)]
         target: BenchTarget,
     },
+    /// Exchange utilities.
+    Exchange {
+        #[command(subcommand)]
+        command: ExchangeCommand,
+    },
     /// Prints the version.
     Version,
+}
+
+#[derive(Subcommand)]
+enum ExchangeCommand {
+    /// Prints a new random secrets key (64 hex digits) for
+    /// TRADESTACK_EXCHANGE__SECRETS_KEY.
+    NewKey,
+    /// Reads an API secret from stdin and prints it sealed, for
+    /// `api_secret_sealed`; the key comes from TRADESTACK_EXCHANGE__SECRETS_KEY.
+    SealSecret {
+        /// The secrets key (default: the environment).
+        #[arg(long, env = "TRADESTACK_EXCHANGE__SECRETS_KEY", hide_env_values = true)]
+        key: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -89,6 +108,9 @@ fn main() -> ExitCode {
     if let Command::Version = cli.command {
         println!("tradestack {}", tradestack_service::VERSION);
         return ExitCode::SUCCESS;
+    }
+    if let Command::Exchange { command } = &cli.command {
+        return exchange_command(command);
     }
     let config = match tradestack_config::load(cli.config.as_deref()) {
         Ok(c) => c,
@@ -141,7 +163,7 @@ fn main() -> ExitCode {
             })
             .await
             .map(|()| ExitCode::SUCCESS),
-            Command::Version => Ok(ExitCode::SUCCESS),
+            Command::Version | Command::Exchange { .. } => Ok(ExitCode::SUCCESS),
         }
     });
     match result {
@@ -150,6 +172,35 @@ fn main() -> ExitCode {
             // One readable line: the error and its causes.
             eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `tradestack exchange ...`: key and secret utilities (no configuration needed).
+fn exchange_command(command: &ExchangeCommand) -> ExitCode {
+    match command {
+        ExchangeCommand::NewKey => {
+            println!("{}", tradestack_exchange::secrets::new_key());
+            ExitCode::SUCCESS
+        }
+        ExchangeCommand::SealSecret { key } => {
+            let key = match tradestack_exchange::secrets::parse_key(key) {
+                Ok(k) => k,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            let mut secret = String::new();
+            if std::io::stdin().read_line(&mut secret).is_err() || secret.trim().is_empty() {
+                eprintln!("error: give the secret on stdin");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+            println!(
+                "{}",
+                tradestack_exchange::secrets::seal(&key, secret.trim_end_matches(['\r', '\n']))
+            );
+            ExitCode::SUCCESS
         }
     }
 }

@@ -205,3 +205,79 @@ async fn signatures_timestamps_replays_and_bad_parameters_get_binance_errors() {
     assert_eq!(c, -1003);
     assert!(retry.is_some_and(|r| r.parse::<u64>().is_ok_and(|n| (1..=60).contains(&n))));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_are_sealed_at_rest_and_plain_text_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], env: &[(&str, &str)], stdin: Option<&str>| {
+        use std::io::Write;
+        let mut cmd = Command::new(common::BIN);
+        cmd.args(args)
+            .current_dir(dir.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        if let Some(s) = stdin {
+            child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, key, _) = run(&["exchange", "new-key"], &[], None);
+    assert_eq!((code, key.len()), (0, 64));
+    let (code, sealed, _) = run(
+        &["exchange", "seal-secret"],
+        &[("TRADESTACK_EXCHANGE__SECRETS_KEY", &key)],
+        Some("desk-secret\n"),
+    );
+    assert_eq!(code, 0);
+    assert!(sealed.starts_with("v1:") && !sealed.contains("desk-secret"));
+
+    // Plain text without the development switch: exit 2, one line, the key named.
+    std::fs::write(
+        dir.path().join("tradestack.toml"),
+        "[[exchange.accounts]]\nid = \"desk\"\napi_key = \"desk-key\"\napi_secret = \"desk-secret\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(&["config", "show"], &[], None);
+    assert_eq!(code, 2);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("exchange.accounts[0].api_secret"), "{err}");
+
+    // Sealed: opened with the key from the environment, and it signs.
+    std::fs::write(
+        dir.path().join("tradestack.toml"),
+        format!("[[exchange.accounts]]\nid = \"desk\"\napi_key = \"desk-key\"\napi_secret_sealed = \"{sealed}\"\nbalances = {{ USDT = \"1000\" }}\n"),
+    )
+    .unwrap();
+    let (code, _, err) = run(&["config", "show"], &[], None);
+    assert_eq!(code, 2, "no key to open it: {err}");
+    let data = dir.path().join("data");
+    let proc = Proc::start(
+        &["up"],
+        &[
+            ("TRADESTACK_DATA_DIR", data.to_str().unwrap()),
+            ("TRADESTACK_EXCHANGE__SECRETS_KEY", &key),
+        ],
+        dir.path(),
+    );
+    let base = proc.url("exchange").to_string();
+    let q = format!("timestamp={}", now_ms());
+    let sig = tradestack_exchange::binance::auth::sign("desk-secret", &q);
+    let (status, _, v) = call(
+        reqwest::Method::GET,
+        &format!("{base}/api/v3/account?{q}&signature={sig}"),
+        Some("desk-key"),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["balances"][0]["free"], "1000");
+}

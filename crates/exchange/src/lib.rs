@@ -17,6 +17,7 @@ pub mod journal;
 pub mod ledger;
 pub mod margin;
 pub mod metrics;
+pub mod secrets;
 pub mod sequencer;
 pub mod service;
 pub mod settings;

@@ -47,9 +47,14 @@ pub struct AccountSeed {
     /// API key for the Binance-compatible API (sent as `X-MBX-APIKEY`).
     #[serde(default)]
     pub api_key: Option<String>,
-    /// Its HMAC secret.
+    /// Its HMAC secret in plain text: refused unless
+    /// `allow_plaintext_secrets` (development only). After loading, it holds
+    /// the opened `api_secret_sealed`.
     #[serde(default)]
     pub api_secret: Option<String>,
+    /// Its HMAC secret sealed with the secrets key (`v1:...`).
+    #[serde(default)]
+    pub api_secret_sealed: Option<String>,
 }
 
 fn default_tier() -> String {
@@ -75,6 +80,11 @@ pub struct ExchangeSettings {
     pub margin: crate::margin::MarginSettings,
     /// Refuse unsigned requests to the native API's private endpoints.
     pub require_signatures: bool,
+    /// Master key (64 hex digits) that opens `api_secret_sealed`; secret: set
+    /// it through `TRADESTACK_EXCHANGE__SECRETS_KEY`.
+    pub secrets_key: Option<String>,
+    /// Accept `api_secret` in plain text (development and examples only).
+    pub allow_plaintext_secrets: bool,
     /// Bearer token for `/admin` (deposits, withdrawals, chaos); unset
     /// disables them. Secret: set it through `TRADESTACK_EXCHANGE__ADMIN_TOKEN`.
     pub admin_token: Option<String>,
@@ -123,7 +133,7 @@ impl ExchangeSettings {
     /// Reads the `[exchange]` table, naming the key at fault.
     pub fn from_table(table: &toml::Table) -> Result<Self, SettingsError> {
         let value = toml::Value::Table(table.clone());
-        let settings: ExchangeSettings =
+        let mut settings: ExchangeSettings =
             serde_path_to_error::deserialize(value).map_err(|e| SettingsError {
                 key: e.path().to_string(),
                 reason: e
@@ -154,12 +164,44 @@ impl ExchangeSettings {
                 reason: "a tier named \"default\" is required".into(),
             });
         }
-        for (i, a) in settings.accounts.iter().enumerate() {
-            if a.api_key.is_some() != a.api_secret.is_some() {
-                return Err(SettingsError {
-                    key: format!("accounts[{i}].api_secret"),
-                    reason: "api_key and api_secret go together".into(),
-                });
+        let key = settings
+            .secrets_key
+            .as_deref()
+            .map(crate::secrets::parse_key)
+            .transpose()
+            .map_err(|e| SettingsError {
+                key: "secrets_key".into(),
+                reason: e.to_string(),
+            })?;
+        let plaintext_ok = settings.allow_plaintext_secrets;
+        for (i, a) in settings.accounts.iter_mut().enumerate() {
+            let err = |field: &str, reason: String| SettingsError {
+                key: format!("accounts[{i}].{field}"),
+                reason,
+            };
+            match (&a.api_key, &a.api_secret, &a.api_secret_sealed) {
+                (None, None, None) => {}
+                (Some(_), Some(_), None) if plaintext_ok => {}
+                (Some(_), Some(_), None) => {
+                    return Err(err(
+                        "api_secret",
+                        "plain-text secrets are refused: seal it with `tradestack exchange seal-secret` and set api_secret_sealed (allow_plaintext_secrets = true is for development only)".into(),
+                    ));
+                }
+                (Some(_), None, Some(sealed)) => {
+                    let k = key.as_ref().ok_or_else(|| {
+                        err("api_secret_sealed", "set exchange.secrets_key (TRADESTACK_EXCHANGE__SECRETS_KEY) to open it".into())
+                    })?;
+                    let opened = crate::secrets::open(k, sealed)
+                        .map_err(|e| err("api_secret_sealed", e.to_string()))?;
+                    a.api_secret = Some(opened);
+                }
+                _ => {
+                    return Err(err(
+                        "api_key",
+                        "api_key needs exactly one of api_secret_sealed or api_secret".into(),
+                    ));
+                }
             }
             if !settings.fee_tiers.contains_key(&a.tier) {
                 return Err(SettingsError {
@@ -241,6 +283,8 @@ impl Default for ExchangeSettings {
             margin: crate::margin::MarginSettings::default(),
             admin_token: None,
             require_signatures: false,
+            secrets_key: None,
+            allow_plaintext_secrets: false,
             weight_per_minute: 6_000,
             orders_per_10s: 100,
         }

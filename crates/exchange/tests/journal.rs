@@ -31,6 +31,7 @@ fn settings() -> ExchangeSettings {
             balances,
             api_key: None,
             api_secret: None,
+            api_secret_sealed: None,
         });
     }
     s

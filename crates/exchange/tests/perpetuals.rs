@@ -32,6 +32,7 @@ fn settings(usdt: &[(&str, &str)]) -> ExchangeSettings {
             balances,
             api_key: None,
             api_secret: None,
+            api_secret_sealed: None,
         });
     }
     s
