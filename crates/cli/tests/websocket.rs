@@ -329,6 +329,7 @@ async fn native_requests_signed_with_the_api_key() {
         &[
             ("TRADESTACK_DATA_DIR", data.to_str().unwrap()),
             ("TRADESTACK_EXCHANGE__REQUIRE_SIGNATURES", "true"),
+            ("TRADESTACK_EXCHANGE__ORDERS_PER_10S", "3"),
         ],
         dir.path(),
     );
@@ -401,6 +402,22 @@ async fn native_requests_signed_with_the_api_key() {
         403,
         "taker's key cannot trade for maker"
     );
+    // Order rate per key: 3 per 10 s here. Seven quick orders put more than
+    // three in one window even if they straddle a window boundary.
+    let mut statuses = Vec::new();
+    for _ in 0..7 {
+        let r = signed(now(), "maker-key", "maker-secret", &body)
+            .send()
+            .await
+            .unwrap();
+        statuses.push((
+            r.status().as_u16(),
+            r.headers().get("retry-after").is_some(),
+        ));
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(statuses.contains(&(429, true)), "{statuses:?}");
+    assert!(statuses.iter().filter(|s| s.0 == 201).count() <= 6);
     // Public endpoints need no signature.
     assert_eq!(
         http.get(format!("{base}/api/v1/book/BTC-USDT"))

@@ -8,6 +8,9 @@
 //! is refused. A signature is accepted once. With
 //! `exchange.require_signatures`, unsigned requests to private endpoints get
 //! 401; without it they are accepted as the account they name (simulation).
+//! Every private request is charged to its key (or client address) under the
+//! same weight and order-rate limits as the compatible API: over them, 429
+//! with `Retry-After`.
 
 use std::sync::Arc;
 
@@ -28,6 +31,27 @@ pub struct NativeAuth {
     pub clock: Arc<dyn tradestack_kernel::Clock>,
     /// Refuse unsigned requests to private endpoints.
     pub required: bool,
+    /// Request weight and order rate per API key (per client address for
+    /// unsigned requests), shared with the compatible API's limits.
+    pub limiter: crate::binance::limits::RateLimiter,
+}
+
+/// Charges one request (and one order for a new order) to `who`; the 429
+/// (with `Retry-After`) to answer when over the limit.
+fn over_limit(auth: &NativeAuth, who: &str, new_order: bool) -> Option<Response> {
+    auth.limiter
+        .charge(who, 1, new_order, auth.clock.now().as_millis())
+        .err()
+        .map(|e| {
+            let mut r =
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", e.msg).into_response();
+            if let Some(s) = e.retry_after
+                && let Ok(v) = axum::http::HeaderValue::from_str(&s.to_string())
+            {
+                r.headers_mut().insert("retry-after", v);
+            }
+            r
+        })
 }
 
 /// Largest body read for signing.
@@ -71,6 +95,11 @@ pub async fn middleware(State(auth): State<Arc<NativeAuth>>, req: Request, next:
     if !private(&path) {
         return next.run(req).await;
     }
+    let new_order = req.method() == axum::http::Method::POST && path == "/api/v1/orders";
+    let client = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or_else(|| "unknown".to_string(), |c| c.0.ip().to_string());
     // Owned copies: nothing borrowed from the request lives across an await.
     let (key, ts, signature, window) = {
         let h = req.headers();
@@ -92,6 +121,9 @@ pub async fn middleware(State(auth): State<Arc<NativeAuth>>, req: Request, next:
                 "x-ts-apikey",
                 "this endpoint needs a signed request (X-TS-APIKEY, X-TS-TIMESTAMP, X-TS-SIGNATURE)",
             );
+        }
+        if let Some(r) = over_limit(&auth, &format!("IP({client})"), new_order) {
+            return r;
         }
         return next.run(req).await;
     };
@@ -161,6 +193,9 @@ pub async fn middleware(State(auth): State<Arc<NativeAuth>>, req: Request, next:
         )
         .with_field("account")
         .into_response();
+    }
+    if let Some(r) = over_limit(&auth, &format!("key({key})"), new_order) {
+        return r;
     }
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await

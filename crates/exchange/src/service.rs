@@ -170,6 +170,7 @@ impl ExchangeService {
                 keys: keys.clone(),
                 clock: state.clock.clone(),
                 required: require_signatures,
+                limiter: RateLimiter::new(limits),
             }),
             binance: BinanceState {
                 api: state.clone(),
