@@ -28,7 +28,12 @@ fn start(dir: &std::path::Path) -> Proc {
     let data = dir.join("data");
     Proc::start(
         &["up"],
-        &[("TRADESTACK_DATA_DIR", data.to_str().unwrap())],
+        &[
+            ("TRADESTACK_DATA_DIR", data.to_str().unwrap()),
+            // The load comes from one address.
+            ("TRADESTACK_EXCHANGE__ORDERS_PER_10S", "1000000"),
+            ("TRADESTACK_EXCHANGE__WEIGHT_PER_MINUTE", "100000000"),
+        ],
         dir,
     )
 }

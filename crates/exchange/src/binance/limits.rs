@@ -89,7 +89,7 @@ impl RateLimiter {
             w.ten = ten;
             w.orders = 0;
         }
-        if w.weight + weight > self.limits.weight_per_minute {
+        if w.weight.saturating_add(weight) > self.limits.weight_per_minute {
             let wait = 60 - (now_ms / 1_000) % 60;
             return Err(BinanceError {
                 status: axum::http::StatusCode::TOO_MANY_REQUESTS,
@@ -103,7 +103,7 @@ impl RateLimiter {
                 )
             });
         }
-        if order && w.orders + 1 > self.limits.orders_per_10s {
+        if order && w.orders.saturating_add(1) > self.limits.orders_per_10s {
             let wait = 10 - (now_ms / 1_000) % 10;
             return Err(BinanceError {
                 status: axum::http::StatusCode::TOO_MANY_REQUESTS,
