@@ -236,6 +236,12 @@ async fn local_exchange() -> anyhow::Result<(String, LocalExchange)> {
         "admin_token".into(),
         toml::Value::String(LOCAL_ADMIN_TOKEN.into()),
     );
+    // A throwaway exchange in a temporary directory: nothing is stored.
+    table.insert("allow_plaintext_secrets".into(), toml::Value::Boolean(true));
+    // The load comes from one address: no rate limits here.
+    let unlimited = toml::Value::Integer(i64::from(u32::MAX));
+    table.insert("weight_per_minute".into(), unlimited.clone());
+    table.insert("orders_per_10s".into(), unlimited);
     config.exchange = table;
     let settings = tradestack_exchange::ExchangeSettings::from_table(&config.exchange)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
