@@ -429,3 +429,68 @@ async fn native_requests_signed_with_the_api_key() {
         200
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_entered_and_cancelled_over_the_websocket() {
+    let dir = tempfile::tempdir().unwrap();
+    let proc = start(dir.path());
+    let base = proc.url("exchange").to_string();
+    let ws_url = base.replace("http://", "ws://") + "/ws";
+    let (mut ws, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
+    let send = |v: Value| Message::Text(v.to_string().into());
+    let order = json!({"instrument": "BTC-USDT", "side": "sell", "order_type": "limit", "price": "50000", "quantity": "0.2"});
+    ws.send(send(json!({"op": "order", "req_id": 1, "order": order})))
+        .await
+        .unwrap();
+    let v = next(&mut ws).await;
+    assert_eq!(
+        (v["op"].as_str(), v["error"].as_str()),
+        (Some("error"), Some("unauthorized"))
+    );
+    let ts = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let sig = tradestack_exchange::binance::auth::sign("maker-secret", &format!("timestamp={ts}"));
+    ws.send(send(
+        json!({"op": "login", "api_key": "maker-key", "timestamp": ts, "signature": sig}),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(next(&mut ws).await["account"], "maker");
+    ws.send(send(json!({"op": "order", "req_id": 2, "order": order})))
+        .await
+        .unwrap();
+    let v = next(&mut ws).await;
+    assert_eq!(v["req_id"], 2, "{v}");
+    assert_eq!(v["order"]["status"], "new");
+    assert_eq!(v["order"]["account"], "maker");
+    let id = v["order"]["id"].as_u64().unwrap();
+    // Bad input names the field; an account in the body is refused.
+    let mut bad = order.clone();
+    bad["price"] = json!("50000.001");
+    ws.send(send(json!({"op": "order", "req_id": 3, "order": bad})))
+        .await
+        .unwrap();
+    let v = next(&mut ws).await;
+    assert_eq!(
+        (v["error"].as_str(), v["field"].as_str()),
+        (Some("off_tick"), Some("price"))
+    );
+    let mut other = order.clone();
+    other["account"] = json!("taker");
+    ws.send(send(json!({"op": "order", "req_id": 4, "order": other})))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut ws).await["field"], "order.account");
+    ws.send(send(
+        json!({"op": "cancel", "req_id": 5, "instrument": "BTC-USDT", "id": id}),
+    ))
+    .await
+    .unwrap();
+    let v = next(&mut ws).await;
+    assert_eq!(
+        (v["op"].as_str(), v["order"]["status"].as_str()),
+        (Some("cancel"), Some("cancelled"))
+    );
+}

@@ -8,6 +8,10 @@
 //! - `{"op":"login","api_key":"...","timestamp":ms,"signature":hex}` where the
 //!   signature is the HMAC-SHA256 of `timestamp=<ms>` with the key's secret
 //! - `{"op":"ping"}` (answered with `{"op":"pong"}`)
+//! - after login, `{"op":"order","req_id":1,"order":{...native order body without account...}}`
+//!   (answered `{"op":"order","req_id":1,"order":{...},"fills":[...]}` once
+//!   journaled) and `{"op":"cancel","req_id":2,"instrument":"BTC-USDT","id":7}`;
+//!   errors come as `{"op":"error","req_id":..,"error":code,"field":..,"message":..}`
 //!
 //! Server messages carry `channel` and `type` (`snapshot`, `delta`, `update`),
 //! or `op` for control (`subscribed`, `error`, `ping`, `pong`, `resync`). A
@@ -75,6 +79,20 @@ enum ClientMsg {
     },
     Unsubscribe {
         channels: Vec<String>,
+    },
+    /// Enter an order for the logged-in account: the native order body
+    /// without `account`.
+    Order {
+        #[serde(default)]
+        req_id: Option<u64>,
+        order: Value,
+    },
+    /// Cancel an order of the logged-in account.
+    Cancel {
+        #[serde(default)]
+        req_id: Option<u64>,
+        instrument: InstrumentId,
+        id: u64,
     },
     Login {
         api_key: String,
@@ -243,6 +261,49 @@ async fn session(s: WsState, mut socket: WebSocket, epoch: u64) {
     s.metrics.ws_clients.dec();
 }
 
+fn ws_error(req_id: Option<u64>, code: &str, field: Option<&str>, message: &str) -> Value {
+    json!({"op": "error", "req_id": req_id, "error": code, "field": field, "message": message})
+}
+
+/// Enters an order for `account` from a native order body without `account`.
+async fn place_over_ws(
+    s: &WsState,
+    account: &AccountId,
+    mut order: Value,
+) -> Result<(tradestack_model::Order, Vec<tradestack_model::Fill>), tradestack_api::ApiError> {
+    if let Some(obj) = order.as_object_mut() {
+        if obj.contains_key("account") {
+            return Err(tradestack_api::ApiError::bad_request(
+                "order.account",
+                "the account is the logged-in one; leave it out",
+            ));
+        }
+        obj.insert("account".into(), Value::String(account.as_str().into()));
+    }
+    let bytes = serde_json::to_vec(&order).unwrap_or_default();
+    let place = crate::api::parse_place(&bytes)?;
+    let done = s
+        .exchange
+        .execute(crate::engine::Command::Place(place))
+        .await
+        .map_err(|_| {
+            tradestack_api::ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the exchange is not taking commands",
+            )
+        })?;
+    match done.result {
+        Ok(crate::engine::Reply::Order(o, fills)) => Ok((o, fills)),
+        Ok(_) => Err(tradestack_api::ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "unexpected reply",
+        )),
+        Err(e) => Err(crate::api::engine_error(&e)),
+    }
+}
+
 /// Tells the client its books restart, and sends fresh snapshots.
 async fn resync(s: &WsState, socket: &mut WebSocket, st: &mut Session, missed: u64) -> bool {
     if !send(socket, json!({"op": "resync", "missed": missed})).await {
@@ -273,6 +334,51 @@ async fn handle_client(s: &WsState, socket: &mut WebSocket, st: &mut Session, te
         }
     };
     match msg {
+        ClientMsg::Order { req_id, order } => {
+            let reply = match &st.account {
+                None => ws_error(req_id, "unauthorized", None, "log in first"),
+                Some(account) => place_over_ws(s, account, order).await.map_or_else(
+                    |e| ws_error(req_id, e.code, e.field.as_deref(), &e.message),
+                    |(o, fills)| json!({"op": "order", "req_id": req_id, "order": o, "fills": fills}),
+                ),
+            };
+            send(socket, reply).await
+        }
+        ClientMsg::Cancel {
+            req_id,
+            instrument,
+            id,
+        } => {
+            let reply = match &st.account {
+                None => ws_error(req_id, "unauthorized", None, "log in first"),
+                Some(account) => {
+                    let cmd = crate::engine::Command::Cancel {
+                        account: account.clone(),
+                        instrument,
+                        order: crate::engine::OrderRef::Id(tradestack_model::OrderId(id)),
+                    };
+                    match s.exchange.execute(cmd).await {
+                        Ok(done) => match done.result {
+                            Ok(crate::engine::Reply::Order(o, _)) => {
+                                json!({"op": "cancel", "req_id": req_id, "order": o})
+                            }
+                            Ok(_) => ws_error(req_id, "internal", None, "unexpected reply"),
+                            Err(e) => {
+                                let e = crate::api::engine_error(&e);
+                                ws_error(req_id, e.code, e.field.as_deref(), &e.message)
+                            }
+                        },
+                        Err(_) => ws_error(
+                            req_id,
+                            "unavailable",
+                            None,
+                            "the exchange is not taking commands",
+                        ),
+                    }
+                }
+            };
+            send(socket, reply).await
+        }
         ClientMsg::Ping => send(socket, json!({"op": "pong"})).await,
         ClientMsg::Pong => true,
         ClientMsg::Login {

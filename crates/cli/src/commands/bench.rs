@@ -116,11 +116,18 @@ pub async fn exchange(opts: ExchangeBench) -> anyhow::Result<()> {
         }));
     }
     let ws = tokio::spawn(ws_probe(url.clone(), deadline));
+    let ws_entry: Vec<_> = (0..4)
+        .map(|c| tokio::spawn(ws_orders(url.clone(), deadline, c)))
+        .collect();
     for t in tasks {
         t.await?;
     }
     let elapsed = started.elapsed();
     let ws = ws.await??;
+    let mut entry = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)?;
+    for t in ws_entry {
+        entry.add(&t.await??)?;
+    }
     let h = hist.lock();
     let us = |v: u64| v as f64 / 1_000.0;
     println!(
@@ -140,6 +147,14 @@ pub async fn exchange(opts: ExchangeBench) -> anyhow::Result<()> {
         us(h.value_at_quantile(0.99)),
         us(h.value_at_quantile(0.999)),
         us(h.max())
+    );
+    println!(
+        "  WebSocket orders acknowledged (4 connections): {} ({:.0}/s), latency µs: p50 {:.0}  p99 {:.0}  max {:.0}",
+        entry.len(),
+        entry.len() as f64 / elapsed.as_secs_f64(),
+        us(entry.value_at_quantile(0.5)),
+        us(entry.value_at_quantile(0.99)),
+        us(entry.max())
     );
     println!(
         "  order request to WebSocket update µs ({} samples): p50 {:.0}  p99 {:.0}  max {:.0}",
@@ -207,6 +222,59 @@ async fn ws_probe(url: String, deadline: Instant) -> anyhow::Result<Histogram<u6
         }
         n += 1;
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(hist)
+}
+
+/// Logs in on the WebSocket and enters orders over it, one at a time,
+/// timing each from sending to its acknowledgement.
+async fn ws_orders(url: String, deadline: Instant, c: u64) -> anyhow::Result<Histogram<u64>> {
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)?;
+    let ws_url = url.replacen("http", "ws", 1) + "/ws";
+    let (mut ws, _) = tokio_tungstenite::connect_async(&ws_url)
+        .await
+        .context("WebSocket connect")?;
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as i64
+        + c as i64; // distinct signatures per connection
+    let sig = tradestack_exchange::binance::auth::sign(SECRET, &format!("timestamp={ts}"));
+    ws.send(Message::Text(
+        json!({"op":"login","api_key":KEY,"timestamp":ts,"signature":sig})
+            .to_string()
+            .into(),
+    ))
+    .await?;
+    let mut n = 0u64;
+    while Instant::now() < deadline {
+        n += 1;
+        let order = json!({
+            "instrument": "BTC-USDT", "side": "buy", "order_type": "limit",
+            "time_in_force": "ioc", "price": "10000", "quantity": "0.001",
+        });
+        let t = Instant::now();
+        ws.send(Message::Text(
+            json!({"op":"order","req_id":n,"order":order})
+                .to_string()
+                .into(),
+        ))
+        .await?;
+        let acked = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Some(Ok(m)) = ws.next().await {
+                if let Ok(v) = serde_json::from_str::<Value>(m.to_text().unwrap_or(""))
+                    && v["op"] == "order"
+                    && v["req_id"] == n
+                {
+                    return true;
+                }
+            }
+            false
+        })
+        .await
+        .unwrap_or(false);
+        if acked {
+            let _ = hist.record(t.elapsed().as_nanos() as u64);
+        }
     }
     Ok(hist)
 }
