@@ -17,11 +17,7 @@ fn example(name: &str) -> std::path::PathBuf {
 }
 
 fn start(dir: &std::path::Path, extra: &[(&str, &str)]) -> Proc {
-    std::fs::copy(example("tradestack-ccxt.toml"), dir.join("tradestack.toml")).unwrap();
-    let data = dir.join("data");
-    let mut env = vec![("TRADESTACK_DATA_DIR", data.to_str().unwrap())];
-    env.extend_from_slice(extra);
-    Proc::start(&["up"], &env, dir)
+    common::start_example(dir, extra)
 }
 
 fn ccxt_available() -> bool {

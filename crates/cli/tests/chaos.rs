@@ -10,18 +10,7 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 fn start(dir: &std::path::Path) -> Proc {
-    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../examples/tradestack-ccxt.toml");
-    std::fs::copy(example, dir.join("tradestack.toml")).unwrap();
-    let data = dir.join("data");
-    Proc::start(
-        &["up"],
-        &[
-            ("TRADESTACK_DATA_DIR", data.to_str().unwrap()),
-            ("TRADESTACK_EXCHANGE__ADMIN_TOKEN", TOKEN),
-        ],
-        dir,
-    )
+    common::start_example(dir, &[("TRADESTACK_EXCHANGE__ADMIN_TOKEN", TOKEN)])
 }
 
 const TOKEN: &str = "chaos-test-token";

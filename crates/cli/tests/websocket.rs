@@ -12,15 +12,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 fn start(dir: &std::path::Path) -> Proc {
-    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../examples/tradestack-ccxt.toml");
-    std::fs::copy(example, dir.join("tradestack.toml")).unwrap();
-    let data = dir.join("data");
-    Proc::start(
-        &["up"],
-        &[("TRADESTACK_DATA_DIR", data.to_str().unwrap())],
-        dir,
-    )
+    common::start_example(dir, &[])
 }
 
 type Ws =
@@ -320,18 +312,12 @@ async fn openapi_document_is_valid_and_covers_the_native_api() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn native_requests_signed_with_the_api_key() {
     let dir = tempfile::tempdir().unwrap();
-    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../examples/tradestack-ccxt.toml");
-    std::fs::copy(example, dir.path().join("tradestack.toml")).unwrap();
-    let data = dir.path().join("data");
-    let proc = Proc::start(
-        &["up"],
+    let proc = common::start_example(
+        dir.path(),
         &[
-            ("TRADESTACK_DATA_DIR", data.to_str().unwrap()),
             ("TRADESTACK_EXCHANGE__REQUIRE_SIGNATURES", "true"),
             ("TRADESTACK_EXCHANGE__ORDERS_PER_10S", "3"),
         ],
-        dir.path(),
     );
     let base = proc.url("exchange").to_string();
     let http = reqwest::Client::new();

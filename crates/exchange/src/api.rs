@@ -200,6 +200,22 @@ async fn book(
     }))
 }
 
+/// The instrument named in a path, or 404 naming it.
+async fn known_instrument(s: &ApiState, instrument: &str) -> Result<InstrumentId, ApiError> {
+    let id = InstrumentId::new(instrument);
+    let probe = id.clone();
+    let known = s
+        .exchange
+        .read(move |ex| ex.book(&probe).is_some())
+        .await
+        .map_err(unavailable)?;
+    if known {
+        Ok(id)
+    } else {
+        Err(unknown_instrument(instrument))
+    }
+}
+
 fn unknown_instrument(id: &str) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
@@ -220,18 +236,7 @@ async fn trades(
     Path(instrument): Path<String>,
     Query(q): Query<LimitQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let id = InstrumentId::new(&instrument);
-    let known = s
-        .exchange
-        .read({
-            let id = id.clone();
-            move |ex| ex.book(&id).is_some()
-        })
-        .await
-        .map_err(unavailable)?;
-    if !known {
-        return Err(unknown_instrument(&instrument));
-    }
+    let id = known_instrument(&s, &instrument).await?;
     Ok(Json(
         s.trades.last(&id, q.limit.unwrap_or(500).clamp(1, 1_000)),
     ))
@@ -605,18 +610,7 @@ async fn candles(
         .ok_or_else(|| {
             ApiError::bad_request("interval", "a whole number of minutes, e.g. 1m, 15m, 1h")
         })?;
-    let id = InstrumentId::new(&instrument);
-    let known = s
-        .exchange
-        .read({
-            let id = id.clone();
-            move |ex| ex.book(&id).is_some()
-        })
-        .await
-        .map_err(unavailable)?;
-    if !known {
-        return Err(unknown_instrument(&instrument));
-    }
+    let id = known_instrument(&s, &instrument).await?;
     let interval = d.as_nanos() as i64;
     let limit = q.limit.unwrap_or(500).clamp(1, 1000);
     let bars = s.bars.bars(&id, interval, None, None, limit);

@@ -170,20 +170,7 @@ pub async fn exchange(opts: ExchangeBench) -> anyhow::Result<()> {
 /// the request to its update on the WebSocket.
 async fn ws_probe(url: String, deadline: Instant) -> anyhow::Result<Histogram<u64>> {
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)?;
-    let ws_url = url.replacen("http", "ws", 1) + "/ws";
-    let (mut ws, _) = tokio_tungstenite::connect_async(&ws_url)
-        .await
-        .context("WebSocket connect")?;
-    let ts = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_millis() as i64;
-    let sig = tradestack_exchange::binance::auth::sign(SECRET, &format!("timestamp={ts}"));
-    ws.send(Message::Text(
-        json!({"op":"login","api_key":KEY,"timestamp":ts,"signature":sig})
-            .to_string()
-            .into(),
-    ))
-    .await?;
+    let mut ws = ws_login(&url, 0).await?;
     ws.send(Message::Text(
         json!({"op":"subscribe","channels":["orders"]})
             .to_string()
@@ -204,19 +191,10 @@ async fn ws_probe(url: String, deadline: Instant) -> anyhow::Result<Histogram<u6
             .json(&body)
             .send()
             .await?;
-        let seen = tokio::time::timeout(Duration::from_secs(5), async {
-            while let Some(Ok(m)) = ws.next().await {
-                if let Ok(v) = serde_json::from_str::<Value>(m.to_text().unwrap_or(""))
-                    && v["channel"] == "orders"
-                    && v["data"]["client_order_id"] == client_id.as_str()
-                {
-                    return true;
-                }
-            }
-            false
+        let seen = wait_for(&mut ws, |v| {
+            v["channel"] == "orders" && v["data"]["client_order_id"] == client_id.as_str()
         })
-        .await
-        .unwrap_or(false);
+        .await;
         if seen {
             let _ = hist.record(t.elapsed().as_nanos() as u64);
         }
@@ -230,21 +208,7 @@ async fn ws_probe(url: String, deadline: Instant) -> anyhow::Result<Histogram<u6
 /// timing each from sending to its acknowledgement.
 async fn ws_orders(url: String, deadline: Instant, c: u64) -> anyhow::Result<Histogram<u64>> {
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)?;
-    let ws_url = url.replacen("http", "ws", 1) + "/ws";
-    let (mut ws, _) = tokio_tungstenite::connect_async(&ws_url)
-        .await
-        .context("WebSocket connect")?;
-    let ts = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_millis() as i64
-        + c as i64; // distinct signatures per connection
-    let sig = tradestack_exchange::binance::auth::sign(SECRET, &format!("timestamp={ts}"));
-    ws.send(Message::Text(
-        json!({"op":"login","api_key":KEY,"timestamp":ts,"signature":sig})
-            .to_string()
-            .into(),
-    ))
-    .await?;
+    let mut ws = ws_login(&url, c + 1).await?;
     let mut n = 0u64;
     while Instant::now() < deadline {
         n += 1;
@@ -259,24 +223,48 @@ async fn ws_orders(url: String, deadline: Instant, c: u64) -> anyhow::Result<His
                 .into(),
         ))
         .await?;
-        let acked = tokio::time::timeout(Duration::from_secs(5), async {
-            while let Some(Ok(m)) = ws.next().await {
-                if let Ok(v) = serde_json::from_str::<Value>(m.to_text().unwrap_or(""))
-                    && v["op"] == "order"
-                    && v["req_id"] == n
-                {
-                    return true;
-                }
-            }
-            false
-        })
-        .await
-        .unwrap_or(false);
+        let acked = wait_for(&mut ws, |v| v["op"] == "order" && v["req_id"] == n).await;
         if acked {
             let _ = hist.record(t.elapsed().as_nanos() as u64);
         }
     }
     Ok(hist)
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Connects to the WebSocket and logs in as the probe account; `salt` keeps
+/// signatures of simultaneous logins distinct.
+async fn ws_login(url: &str, salt: u64) -> anyhow::Result<Socket> {
+    let ws_url = url.replacen("http", "ws", 1) + "/ws";
+    let (mut ws, _) = tokio_tungstenite::connect_async(&ws_url)
+        .await
+        .context("WebSocket connect")?;
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as i64
+        + salt as i64;
+    let sig = tradestack_exchange::binance::auth::sign(SECRET, &format!("timestamp={ts}"));
+    let login = json!({"op": "login", "api_key": KEY, "timestamp": ts, "signature": sig});
+    ws.send(Message::Text(login.to_string().into())).await?;
+    Ok(ws)
+}
+
+/// Reads the socket until a message matches, for up to 5 s.
+async fn wait_for(ws: &mut Socket, matches: impl Fn(&Value) -> bool) -> bool {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(m)) = ws.next().await {
+            if let Ok(v) = serde_json::from_str::<Value>(m.to_text().unwrap_or(""))
+                && matches(&v)
+            {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false)
 }
 
 /// Keeps the embedded exchange (and its temporary directory) alive.

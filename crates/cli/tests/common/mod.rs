@@ -95,3 +95,16 @@ impl Proc {
         let _ = self.child.wait();
     }
 }
+
+/// `tradestack up` in `dir` with the two API-key accounts of
+/// `examples/tradestack-ccxt.toml`, its data under `dir/data`, plus `extra`
+/// environment.
+pub fn start_example(dir: &std::path::Path, extra: &[(&str, &str)]) -> Proc {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/tradestack-ccxt.toml");
+    std::fs::copy(example, dir.join("tradestack.toml")).expect("copy the example configuration");
+    let data = dir.join("data");
+    let mut env = vec![("TRADESTACK_DATA_DIR", data.to_str().expect("utf-8 path"))];
+    env.extend_from_slice(extra);
+    Proc::start(&["up"], &env, dir)
+}
