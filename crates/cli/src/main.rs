@@ -26,7 +26,7 @@ enum Command {
     Up,
     /// Runs one service as its own process.
     Serve {
-        /// The service to run (see `tradestack serve --help`): registry.
+        /// The service to run: registry, exchange or marketdata.
         service: String,
     },
     /// Prints the registered services: address, health, uptime and version.
@@ -55,6 +55,51 @@ enum Command {
     Exchange {
         #[command(subcommand)]
         command: ExchangeCommand,
+    },
+    /// Runs SQL against the market-data service and prints a table.
+    Query {
+        /// The statement, e.g. "SELECT count(*) FROM trades".
+        sql: String,
+        /// The market-data service (default: its configured address).
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Imports a CSV file (header row first) into a table, with a progress bar.
+    Import {
+        /// The CSV file.
+        file: std::path::PathBuf,
+        /// The table (default: the file name).
+        #[arg(long)]
+        table: Option<String>,
+        /// The designated timestamp column (default: `timestamp`).
+        #[arg(long)]
+        timestamp: Option<String>,
+        /// The market-data service (default: its configured address).
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Replays recorded market data (Tardis, Binance klines or depth, FTX,
+    /// LOBSTER; the format is detected) onto the market-data feed.
+    Replay {
+        /// The files, as the service sees them (depth: the snapshot file; its
+        /// updates file must sit beside it).
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+        /// max (simulated time), realtime, or a multiple such as 10x.
+        #[arg(long, default_value = "max")]
+        speed: String,
+        /// Do not store what is replayed.
+        #[arg(long)]
+        no_record: bool,
+        /// A venue symbol's instrument, e.g. XBTUSD=BTC-USD (repeatable).
+        #[arg(long = "symbol")]
+        symbols: Vec<String>,
+        /// Start the job and return without following it.
+        #[arg(long)]
+        detach: bool,
+        /// The market-data service (default: its configured address).
+        #[arg(long)]
+        url: Option<String>,
     },
     /// Prints the version.
     Version,
@@ -125,6 +170,12 @@ fn main() -> ExitCode {
         eprintln!("error: configuration: {e}");
         return ExitCode::from(EXIT_CONFIG);
     }
+    if let Err(e) =
+        tradestack_marketdata::service::MarketDataSettings::from_table(&config.marketdata)
+    {
+        eprintln!("error: configuration: {e}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -163,6 +214,43 @@ fn main() -> ExitCode {
             })
             .await
             .map(|()| ExitCode::SUCCESS),
+            Command::Query { sql, url } => {
+                commands::data::query(&commands::data::service_url(&config, url), &sql).await
+            }
+            Command::Import {
+                file,
+                table,
+                timestamp,
+                url,
+            } => {
+                commands::data::import(
+                    &commands::data::service_url(&config, url),
+                    &file,
+                    table,
+                    timestamp,
+                )
+                .await
+            }
+            Command::Replay {
+                files,
+                speed,
+                no_record,
+                symbols,
+                detach,
+                url,
+            } => {
+                commands::data::replay(
+                    &commands::data::service_url(&config, url),
+                    commands::data::ReplayOptions {
+                        files,
+                        speed,
+                        record: !no_record,
+                        symbols,
+                        detach,
+                    },
+                )
+                .await
+            }
             Command::Version | Command::Exchange { .. } => Ok(ExitCode::SUCCESS),
         }
     });

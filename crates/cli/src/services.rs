@@ -6,7 +6,7 @@ use tradestack_registry::Registry;
 use tradestack_service::{Check, Service};
 
 /// Every service name, in start order.
-pub const ALL: &[&str] = &["registry", "exchange"];
+pub const ALL: &[&str] = &["registry", "exchange", "marketdata"];
 
 /// The registry's HTTP service.
 pub struct RegistryService {

@@ -132,15 +132,22 @@ async fn acknowledged_orders_survive_kill_9_and_books_come_back_exactly() {
 
         let proc = start(dir.path());
         let url = proc.url("exchange").to_string();
-        // History for closed orders is written asynchronously after replay.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // History for closed orders is written asynchronously after replay:
+        // give it until a deadline.
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
         let mut missing = Vec::new();
         for a in &acks {
-            let (status, o) = get(&format!(
-                "{url}/api/v1/orders/{}?account={}",
-                a.id, a.account
-            ))
-            .await;
+            let (status, o) = loop {
+                let (status, o) = get(&format!(
+                    "{url}/api/v1/orders/{}?account={}",
+                    a.id, a.account
+                ))
+                .await;
+                if status == 200 || std::time::Instant::now() > deadline {
+                    break (status, o);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            };
             if status != 200 {
                 missing.push(a.id);
                 continue;

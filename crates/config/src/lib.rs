@@ -102,6 +102,9 @@ pub struct Config {
     /// The exchange simulator's `[exchange]` table, validated by the exchange
     /// (instruments, fee tiers, accounts, journal); see docs/CONFIGURATION.md.
     pub exchange: toml::Table,
+    /// The market-data service's `[marketdata]` table (time-series store,
+    /// line-protocol ingest, bars, simulator), validated by that service.
+    pub marketdata: toml::Table,
 }
 
 /// Logging settings.
@@ -219,6 +222,13 @@ impl Default for Config {
                 ..ServiceConfig::default()
             },
         );
+        services.insert(
+            "marketdata".to_string(),
+            ServiceConfig {
+                listen: SocketAddr::from(([127, 0, 0, 1], 8700)),
+                ..ServiceConfig::default()
+            },
+        );
         Config {
             data_dir: PathBuf::from("data"),
             seed: 42,
@@ -235,6 +245,7 @@ impl Default for Config {
             telemetry: TelemetryConfig::default(),
             services,
             exchange: toml::Table::new(),
+            marketdata: toml::Table::new(),
         }
     }
 }

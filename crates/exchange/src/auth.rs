@@ -6,8 +6,9 @@
 //! `<timestamp><METHOD><path and query><body>`. The account is the key's; a
 //! request that names another account (in the path, the query or the body)
 //! is refused. A signature is accepted once. With
-//! `exchange.require_signatures`, unsigned requests to private endpoints get
-//! 401; without it they are accepted as the account they name (simulation).
+//! `exchange.require_signatures` (the default), unsigned requests to private
+//! endpoints get 401; turned off, they are accepted as the account they name
+//! (local simulation only).
 //! Every private request is charged to its key (or client address) under the
 //! same weight and order-rate limits as the compatible API: over them, 429
 //! with `Retry-After`.

@@ -285,7 +285,7 @@ impl Sequencer {
                 }
                 healthy.store(false, Ordering::Release);
             })
-            .map_err(|source| JournalError::Io { path: dir, source })?;
+            .map_err(|source| JournalError::Log(tradestack_wal::WalError::Io { path: dir, source }))?;
         Ok(Sequencer {
             handle,
             recovery: report,

@@ -282,11 +282,28 @@ impl Default for ExchangeSettings {
             journal: JournalConfig::default(),
             margin: crate::margin::MarginSettings::default(),
             admin_token: None,
-            require_signatures: false,
+            require_signatures: true,
             secrets_key: None,
             allow_plaintext_secrets: false,
             weight_per_minute: 6_000,
             orders_per_10s: 100,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_are_required_unless_turned_off() {
+        let default = ExchangeSettings::from_table(&toml::Table::new()).unwrap();
+        assert!(default.require_signatures);
+        let table: toml::Table = toml::from_str("require_signatures = false").unwrap();
+        assert!(
+            !ExchangeSettings::from_table(&table)
+                .unwrap()
+                .require_signatures
+        );
     }
 }

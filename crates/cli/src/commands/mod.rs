@@ -1,5 +1,6 @@
 //! The subcommands.
 
 pub mod bench;
+pub mod data;
 pub mod status;
 pub mod up;

@@ -60,6 +60,10 @@ pub async fn run(config: Config, only: Option<String>) -> anyhow::Result<ExitCod
                 .await?,
         );
     }
+    let md_settings =
+        tradestack_marketdata::service::MarketDataSettings::from_table(&rt.config.marketdata)
+            .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+    let mut exchange_handle = None;
     if wanted("exchange") {
         let cfg = rt.config.service("exchange");
         let settings = tradestack_exchange::ExchangeSettings::from_table(&rt.config.exchange)
@@ -74,6 +78,35 @@ pub async fn run(config: Config, only: Option<String>) -> anyhow::Result<ExitCod
             rt.config.seed,
         )
         .context("exchange journal")?;
+        exchange_handle = Some(svc.handle().clone());
+        running.push(
+            tradestack_service::start(
+                &rt,
+                Arc::new(svc),
+                cfg.listen,
+                cfg.advertise.clone(),
+                link.clone(),
+            )
+            .await?,
+        );
+    }
+    let mut ilp = None;
+    if wanted("marketdata") {
+        let cfg = rt.config.service("marketdata");
+        let svc = tradestack_marketdata::service::MarketDataService::start(
+            md_settings,
+            tradestack_marketdata::service::Context {
+                data_dir: rt.config.data_dir.clone(),
+                clock: rt.clock.clone(),
+                metrics: rt.metrics.clone(),
+                bus: rt.bus.clone(),
+                exchange: exchange_handle.clone(),
+                seed: rt.config.seed,
+            },
+        )
+        .await
+        .context("market data")?;
+        ilp = svc.ilp_addr();
         running.push(
             tradestack_service::start(
                 &rt,
@@ -94,6 +127,9 @@ pub async fn run(config: Config, only: Option<String>) -> anyhow::Result<ExitCod
     ));
     for s in &running {
         say(&format!("  {:<10} http://{}", s.name, s.addr));
+    }
+    if let Some(addr) = ilp {
+        say(&format!("  {:<10} tcp://{addr} (line protocol)", "ilp"));
     }
     say("Press Ctrl-C to stop.");
 

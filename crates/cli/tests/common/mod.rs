@@ -23,7 +23,14 @@ impl Proc {
             .current_dir(dir)
             .env("TRADESTACK_SERVICES__REGISTRY__LISTEN", "127.0.0.1:0")
             .env("TRADESTACK_SERVICES__EXCHANGE__LISTEN", "127.0.0.1:0")
+            .env("TRADESTACK_SERVICES__MARKETDATA__LISTEN", "127.0.0.1:0")
+            .env("TRADESTACK_MARKETDATA__ILP_LISTEN", "127.0.0.1:0")
+            // The tests' books hold only their own orders.
+            .env("TRADESTACK_MARKETDATA__SIMULATE", "false")
             .env("TRADESTACK_LOG__LEVEL", "warn")
+            // Most tests drive the native API unsigned; the signature tests
+            // turn the (default) check back on.
+            .env("TRADESTACK_EXCHANGE__REQUIRE_SIGNATURES", "false")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         for (k, v) in env {
@@ -40,7 +47,7 @@ impl Proc {
             }
             let mut parts = line.split_whitespace();
             if let (Some(name), Some(url)) = (parts.next(), parts.next())
-                && url.starts_with("http://")
+                && (url.starts_with("http://") || url.starts_with("tcp://"))
             {
                 urls.push((name.to_string(), url.to_string()));
             }
