@@ -752,3 +752,58 @@ async fn stored_rows_are_forwarded_to_a_configured_sink() {
     assert_eq!(row[1], json!(50), "{v}");
     assert_eq!(row[2], json!((0..50).sum::<i64>()), "{v}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exchange_candles_come_back_from_the_store_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/tradestack-ccxt.toml");
+    std::fs::copy(example, dir.path().join("tradestack.toml")).unwrap();
+    // A minute recorded ten minutes ago, as the recorder would have stored it.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let minute_ms = (now_ms / 60_000 - 10) * 60_000;
+    let mut proc = start(dir.path(), &[]);
+    let md = proc.url("marketdata").to_string();
+    let line = format!(
+        "bars,symbol=BTC-USDT,venue=tradestack,period=1m open=42000.5,high=42100,low=41900.25,\
+         close=42050,volume=1.5,quote_volume=63075.75,trades=7i,vwap=42050.5 {}\n",
+        minute_ms * 1_000_000
+    );
+    let r = reqwest::Client::new()
+        .post(format!("{md}/write"))
+        .body(line)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204, "{}", r.text().await.unwrap());
+    assert_eq!(proc.interrupt(), 0);
+
+    let proc = start(dir.path(), &[]);
+    let ex = proc.url("exchange").to_string();
+    let url = format!("{ex}/api/v3/klines?symbol=BTCUSDT&interval=1m");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let klines = loop {
+        let v: Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
+        if v.as_array().is_some_and(|a| !a.is_empty()) || Instant::now() > deadline {
+            break v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let k = &klines[0];
+    assert_eq!(k[0], json!(minute_ms), "{klines}");
+    assert_eq!(
+        [&k[1], &k[2], &k[3], &k[4], &k[5]],
+        [
+            &json!("42000.5"),
+            &json!("42100"),
+            &json!("41900.25"),
+            &json!("42050"),
+            &json!("1.5")
+        ],
+        "{klines}"
+    );
+    assert_eq!(k[8], json!(7), "{klines}");
+}

@@ -1,8 +1,8 @@
 //! One-minute OHLCV bars of the exchange's own trades, kept in memory for
 //! the compatible API's klines and 24-hour tickers. Longer intervals are
-//! aggregated from minutes on request. (The time-series store keeps the
-//! durable bars; this is the venue's short memory, and starts empty after a
-//! restart.)
+//! aggregated from minutes on request. The time-series store keeps the
+//! durable bars; after a restart the market-data service seeds this short
+//! memory from it ([`MinuteBars::seed`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -135,6 +135,31 @@ impl MinuteBars {
         }
     }
 
+    /// Adds minutes recorded elsewhere (the store) that are not here yet;
+    /// minutes built from live trades always win. Returns how many were added.
+    pub fn seed(
+        &self,
+        instrument: &InstrumentId,
+        minutes: impl IntoIterator<Item = MinuteBar>,
+    ) -> usize {
+        let mut m = self.inner.lock();
+        let bars = m.entry(instrument.clone()).or_default();
+        let mut added = 0;
+        for b in minutes {
+            if b.open_time.rem_euclid(MINUTE_NS) != 0 {
+                continue;
+            }
+            if let std::collections::btree_map::Entry::Vacant(e) = bars.entry(b.open_time) {
+                e.insert(b);
+                added += 1;
+            }
+        }
+        while bars.len() > KEEP_MINUTES {
+            bars.pop_first();
+        }
+        added
+    }
+
     /// Bars of `interval_ns` (a multiple of a minute) between `from` and
     /// `to` (ns, inclusive of bars starting in the range), at most `limit`,
     /// the newest when the range is open-ended.
@@ -154,10 +179,14 @@ impl MinuteBars {
         let hi = to.unwrap_or(i64::MAX);
         let mut out: Vec<MinuteBar> = Vec::new();
         for b in minutes
-            .range(lo.div_euclid(interval_ns) * interval_ns..=hi)
+            // Saturating: an open range starts at i64::MIN.
+            .range(lo.div_euclid(interval_ns).saturating_mul(interval_ns)..=hi)
             .map(|(_, b)| b)
         {
-            let start = b.open_time.div_euclid(interval_ns) * interval_ns;
+            let start = b
+                .open_time
+                .div_euclid(interval_ns)
+                .saturating_mul(interval_ns);
             match out.last_mut() {
                 Some(last) if last.open_time == start => last.merge(b),
                 _ => out.push(MinuteBar {
@@ -175,6 +204,9 @@ impl MinuteBars {
         out
     }
 
+    /// How many minutes are kept per instrument.
+    pub const KEEP_MINUTES: usize = KEEP_MINUTES;
+
     /// The bars of the last 24 hours before `now`, merged (None without trades).
     pub fn last_day(&self, instrument: &InstrumentId, now: i64) -> Option<MinuteBar> {
         let m = self.inner.lock();
@@ -187,5 +219,49 @@ impl MinuteBars {
             }
         }
         merged
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tradestack_model::UnixNanos;
+
+    fn trade(id: u64, minute: i64, price: i64) -> Trade {
+        Trade {
+            id: TradeId(id),
+            instrument: InstrumentId::new("BTC-USDT"),
+            price: Price::from_units(price),
+            quantity: Quantity::from_units(1),
+            aggressor: Side::Buy,
+            ts: UnixNanos(minute * MINUTE_NS + 1),
+        }
+    }
+
+    #[test]
+    fn open_ranges_and_seeded_minutes() {
+        let bars = MinuteBars::default();
+        let id = InstrumentId::new("BTC-USDT");
+        bars.push(&trade(1, 1_000, 100));
+        bars.push(&trade(2, 1_001, 101));
+        // A seed never replaces a live minute.
+        let mut seeded = MinuteBar::new(999 * MINUTE_NS, &trade(0, 999, 90));
+        seeded.trades = 4;
+        let mut clash = seeded;
+        clash.open_time = 1_000 * MINUTE_NS;
+        assert_eq!(bars.seed(&id, [seeded, clash]), 1);
+        let all = bars.bars(&id, MINUTE_NS, None, None, 10);
+        assert_eq!(
+            all.iter()
+                .map(|b| (b.open_time / MINUTE_NS, b.trades))
+                .collect::<Vec<_>>(),
+            vec![(999, 4), (1_000, 1), (1_001, 1)]
+        );
+        // Three-minute bars, open range, newest last.
+        let three = bars.bars(&id, 3 * MINUTE_NS, None, None, 10);
+        assert_eq!(three.len(), 1);
+        assert_eq!(three[0].open_time, 999 * MINUTE_NS);
+        assert_eq!(three[0].trades, 6);
+        assert_eq!(three[0].close, Price::from_units(101));
     }
 }

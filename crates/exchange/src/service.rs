@@ -187,6 +187,11 @@ impl ExchangeService {
     pub fn handle(&self) -> &crate::sequencer::ExchangeHandle {
         &self.state.exchange
     }
+
+    /// The venue's in-memory minute bars (klines, 24-hour tickers).
+    pub fn minute_bars(&self) -> &crate::bars::MinuteBars {
+        &self.state.bars
+    }
 }
 
 #[async_trait]

@@ -30,6 +30,7 @@ pub mod bars;
 pub mod disruption;
 pub mod feed;
 pub mod gateway;
+pub mod history;
 pub mod live;
 pub mod recorder;
 pub mod reference;

@@ -146,6 +146,8 @@ pub struct Context {
     pub bus: Bus,
     /// The in-process exchange, for the live simulator's agents.
     pub exchange: Option<ExchangeHandle>,
+    /// The in-process exchange's minute bars, seeded from the store at start.
+    pub exchange_bars: Option<tradestack_exchange::bars::MinuteBars>,
     /// The run seed (simulator and feed faults).
     pub seed: u64,
 }
@@ -170,6 +172,7 @@ impl MarketDataService {
             metrics,
             bus,
             exchange,
+            exchange_bars,
             seed,
         } = ctx;
         let metrics = &metrics;
@@ -222,6 +225,18 @@ impl MarketDataService {
         };
         let feed = FeedHandle::spawn(bus.clone(), seed, metrics);
         if settings.record_exchange {
+            if let Some(minutes) = exchange_bars {
+                let (store, venue) = (store.clone(), settings.venue.clone());
+                let since = crate::history::seed_window(clock.now().0);
+                tokio::spawn(async move {
+                    match crate::history::seed_exchange_bars(store, &venue, &minutes, since).await {
+                        Ok(n) => {
+                            tracing::info!(minutes = n, "exchange candles seeded from the store")
+                        }
+                        Err(e) => tracing::warn!(error = %e, "exchange candles not seeded"),
+                    }
+                });
+            }
             let recorder = Recorder::new(store.clone(), &settings.venue, &bars)?;
             tokio::spawn(record(bus.clone(), clock.clone(), recorder));
             tokio::spawn(crate::gateway::exchange_feed(

@@ -64,6 +64,7 @@ pub async fn run(config: Config, only: Option<String>) -> anyhow::Result<ExitCod
         tradestack_marketdata::service::MarketDataSettings::from_table(&rt.config.marketdata)
             .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
     let mut exchange_handle = None;
+    let mut exchange_bars = None;
     if wanted("exchange") {
         let cfg = rt.config.service("exchange");
         let settings = tradestack_exchange::ExchangeSettings::from_table(&rt.config.exchange)
@@ -79,6 +80,7 @@ pub async fn run(config: Config, only: Option<String>) -> anyhow::Result<ExitCod
         )
         .context("exchange journal")?;
         exchange_handle = Some(svc.handle().clone());
+        exchange_bars = Some(svc.minute_bars().clone());
         running.push(
             tradestack_service::start(
                 &rt,
@@ -101,6 +103,7 @@ pub async fn run(config: Config, only: Option<String>) -> anyhow::Result<ExitCod
                 metrics: rt.metrics.clone(),
                 bus: rt.bus.clone(),
                 exchange: exchange_handle.clone(),
+                exchange_bars: exchange_bars.clone(),
                 seed: rt.config.seed,
             },
         )
