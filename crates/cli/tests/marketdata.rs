@@ -372,6 +372,15 @@ async fn exchange_trades_quotes_and_bars_are_recorded() {
     // The book after the trade: 41990 bid, nothing offered.
     let sql = "SELECT count(*) FROM quotes WHERE symbol = 'BTC-USDT'";
     assert!(wait_count(&md, sql, 1).await >= 1);
+    // And the book's levels, once a second while it changes.
+    let sql = "SELECT count(*) FROM book_snapshots WHERE symbol = 'BTC-USDT' AND side = 'bid'";
+    assert!(wait_count(&md, sql, 1).await >= 1);
+    let (_, v) = exec(
+        &md,
+        "SELECT level, price, quantity FROM book_snapshots WHERE side = 'bid' ORDER BY timestamp DESC LIMIT 1",
+    )
+    .await;
+    assert_eq!(v["dataset"][0], json!([0, 41990, 0.25]), "{v}");
     let r = http
         .get(format!("{md}/api/v1/bars?interval=1s"))
         .send()

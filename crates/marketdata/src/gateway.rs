@@ -20,8 +20,8 @@ use tradestack_model::{InstrumentId, Price, Quantity, Quote, Side, Trade, UnixNa
 
 use crate::disruption::{DisruptionConfig, DisruptionError};
 use crate::feed::{
-    DISRUPTIONS_TOPIC, FEED_TOPIC, FaultCounts, FeedDisruption, FeedEvent, FeedGate, FeedMessage,
-    Release,
+    BookLevels, DISRUPTIONS_TOPIC, FEED_TOPIC, FaultCounts, FeedDisruption, FeedEvent, FeedGate,
+    FeedMessage, Release,
 };
 
 /// What the gateway reports about itself.
@@ -249,6 +249,8 @@ type BookSide = BTreeMap<Price, Quantity>;
 #[derive(Default)]
 pub(crate) struct Tops {
     books: HashMap<InstrumentId, (BookSide, BookSide)>,
+    /// Instruments whose book changed since the last [`Tops::take_changed`].
+    changed: std::collections::BTreeSet<InstrumentId>,
 }
 
 impl Tops {
@@ -259,6 +261,9 @@ impl Tops {
         d: &BookDelta,
         ts: UnixNanos,
     ) -> Option<Quote> {
+        if !self.changed.contains(instrument) {
+            self.changed.insert(instrument.clone());
+        }
         let (bids, asks) = self.books.entry(instrument.clone()).or_default();
         let side = match d.side {
             Side::Buy => &mut *bids,
@@ -279,6 +284,30 @@ impl Tops {
             ask_size,
             ts,
         })
+    }
+}
+
+impl Tops {
+    /// The top `depth` levels of every book that changed since the last call, stamped `ts`.
+    pub(crate) fn take_changed(&mut self, depth: usize, ts: UnixNanos) -> Vec<BookLevels> {
+        let changed = std::mem::take(&mut self.changed);
+        changed
+            .into_iter()
+            .filter_map(|id| {
+                let (bids, asks) = self.books.get(&id)?;
+                Some(BookLevels {
+                    ts,
+                    bids: bids
+                        .iter()
+                        .rev()
+                        .take(depth)
+                        .map(|(p, q)| (*p, *q))
+                        .collect(),
+                    asks: asks.iter().take(depth).map(|(p, q)| (*p, *q)).collect(),
+                    instrument: id,
+                })
+            })
+            .collect()
     }
 }
 

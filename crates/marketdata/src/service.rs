@@ -46,6 +46,10 @@ pub struct MarketDataSettings {
     pub bar_intervals: Vec<i64>,
     /// Store the exchange's trades, quotes and bars from the bus.
     pub record_exchange: bool,
+    /// How often changed books are stored in `book_snapshots`, in nanoseconds; 0 = never.
+    pub book_snapshot_interval: i64,
+    /// Levels per side in a book snapshot.
+    pub book_snapshot_depth: usize,
     /// The venue name recorded with the exchange's data.
     pub venue: String,
     /// Run the market simulator's agents on the in-process exchange.
@@ -64,6 +68,8 @@ impl Default for MarketDataSettings {
             store: StoreConfig::default(),
             bar_intervals: BarConfig::default().intervals.iter().map(|n| n.0).collect(),
             record_exchange: true,
+            book_snapshot_interval: 1_000_000_000,
+            book_snapshot_depth: 10,
             venue: "tradestack".into(),
             simulate: true,
             simulator: crate::sim::SimConfig::default(),
@@ -100,6 +106,12 @@ impl MarketDataSettings {
             return Err(SettingsError {
                 key: "bar_intervals".into(),
                 reason: "every interval must be > 0 nanoseconds".into(),
+            });
+        }
+        if s.book_snapshot_interval < 0 {
+            return Err(SettingsError {
+                key: "book_snapshot_interval".into(),
+                reason: "must be >= 0 nanoseconds (0 turns snapshots off)".into(),
             });
         }
         if !s.ilp_listen.is_empty() && s.ilp_listen.parse::<SocketAddr>().is_err() {
@@ -238,7 +250,13 @@ impl MarketDataService {
                 });
             }
             let recorder = Recorder::new(store.clone(), &settings.venue, &bars)?;
-            tokio::spawn(record(bus.clone(), clock.clone(), recorder));
+            let snapshots = (settings.book_snapshot_interval > 0).then(|| {
+                (
+                    Duration::from_nanos(settings.book_snapshot_interval as u64),
+                    settings.book_snapshot_depth.max(1),
+                )
+            });
+            tokio::spawn(record(bus.clone(), clock.clone(), recorder, snapshots));
             tokio::spawn(crate::gateway::exchange_feed(
                 bus.clone(),
                 settings.venue.clone(),
@@ -355,8 +373,14 @@ async fn maintain(
     }
 }
 
-/// Stores the exchange's trades, quotes and bars as they arrive on the bus.
-async fn record(bus: Bus, clock: Arc<dyn Clock>, mut recorder: Recorder) {
+/// Stores the exchange's trades, quotes, bars and (every `snapshots.0`, the top `snapshots.1`
+/// levels of the books that changed) book snapshots as they arrive on the bus.
+async fn record(
+    bus: Bus,
+    clock: Arc<dyn Clock>,
+    mut recorder: Recorder,
+    snapshots: Option<(Duration, usize)>,
+) {
     let trades_topic: Topic<Trade> = Topic::new(tradestack_exchange::service::TRADES_TOPIC);
     let book_topic: Topic<(InstrumentId, BookDelta)> =
         Topic::new(tradestack_exchange::service::BOOK_TOPIC);
@@ -374,6 +398,7 @@ async fn record(bus: Bus, clock: Arc<dyn Clock>, mut recorder: Recorder) {
     };
     let mut tops = Tops::default();
     let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let mut last_snapshot = tokio::time::Instant::now();
     loop {
         let result = tokio::select! {
             d = trades.recv() => match d {
@@ -391,7 +416,15 @@ async fn record(bus: Bus, clock: Arc<dyn Clock>, mut recorder: Recorder) {
                 None => return,
             },
             _ = tick.tick() => {
-                let r = recorder.advance_to(clock.now());
+                let mut r = recorder.advance_to(clock.now());
+                if let Some((every, depth)) = snapshots
+                    && last_snapshot.elapsed() >= every
+                {
+                    last_snapshot = tokio::time::Instant::now();
+                    for levels in tops.take_changed(depth, clock.now()) {
+                        r = r.and_then(|()| recorder.book(&levels));
+                    }
+                }
                 if r.is_ok() && recorder.pending() > 0 {
                     tokio::task::block_in_place(|| recorder.commit()).map(|_| ())
                 } else {
