@@ -486,4 +486,33 @@ mod tests {
             "last trade {last} is {gap_bps} bps from fair {fair}"
         );
     }
+
+    #[test]
+    fn withdrawn_makers_pull_their_quotes_and_restore_them() {
+        let start = UnixNanos(1_700_000_000_000_000_000);
+        let config = SimConfig::default();
+        let mut sim = Simulation::new(&config, ExchangeSettings::default(), start, 5).unwrap();
+        let makers: Vec<AccountId> = config
+            .agents
+            .iter()
+            .filter(|a| matches!(a.kind, AgentKind::MarketMaker { .. }))
+            .map(|a| a.account.clone())
+            .collect();
+        assert!(!makers.is_empty());
+        let resting = |sim: &Simulation| {
+            makers
+                .iter()
+                .map(|a| sim.exchange.open_orders(a, None).len())
+                .sum::<usize>()
+        };
+        let minute = 60_000_000_000;
+        sim.run_until(UnixNanos(start.0 + 5 * minute), |_, _| {});
+        assert!(resting(&sim) > 0, "makers quote");
+        sim.population.withdraw_liquidity(true);
+        sim.run_until(UnixNanos(start.0 + 7 * minute), |_, _| {});
+        assert_eq!(resting(&sim), 0, "withdrawn makers keep no orders");
+        sim.population.withdraw_liquidity(false);
+        sim.run_until(UnixNanos(start.0 + 9 * minute), |_, _| {});
+        assert!(resting(&sim) > 0, "makers quote again");
+    }
 }
