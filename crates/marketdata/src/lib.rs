@@ -12,15 +12,20 @@
 //! - [`replay`]: parsers for the recorded files in `shared/data` (Tardis trades and quotes,
 //!   Binance klines and depth, FTX bars, LOBSTER messages) and a pure replay-pacing helper.
 //!
-//! - [`feed`] and [`gateway`]: the normalized market-data feed on the bus, with the fault
-//!   injection gate in front of it; [`api`]: the scenario hooks over HTTP.
+//! - [`feed`]: the normalized market-data feed and its seeded fault gate.
 //! - [`agents`] and [`sim`]: ABIDES-style trading agents (market makers, noise, momentum and
 //!   value traders) that trade on the exchange core, driven in simulated time.
 //!
-//! Everything is pure and synchronous: time is passed in by the caller (integer nanoseconds),
-//! randomness comes from [`tradestack_kernel::DetRng`], and the only I/O is reading the files
-//! handed to the replay parsers. Floats live only inside the stochastic model; everything that
-//! leaves this crate is a fixed-point [`tradestack_model::Price`], `Quantity` or `Amount`.
+//! All of the above is pure and synchronous: time is passed in by the caller (integer
+//! nanoseconds), randomness comes from [`tradestack_kernel::DetRng`], and the only I/O is
+//! reading the files handed to the replay parsers. Floats live only inside the stochastic
+//! model; everything that leaves this crate is a fixed-point [`tradestack_model::Price`],
+//! `Quantity` or `Amount`.
+//!
+//! The async edges are thin: [`live`] (the agents on the running exchange, steered through
+//! [`live::SimControl`]), [`gateway`] (publishing the feed), [`replayer`] (replay jobs),
+//! [`recorder`] and [`history`] (the store), [`api`] (the scenario hooks over HTTP) and
+//! [`service`], which wires them together.
 
 #![warn(missing_docs)]
 

@@ -102,7 +102,7 @@ const TRICKY: &str = "a,b \"quoted\"\nsecond line\n\\.\nend\r\n";
 // ---------------------------------------------------------------- PostgreSQL
 
 fn pg_url() -> String {
-    std::env::var("TRADESTACK_TEST_PG_URL")
+    std::env::var("TRADESTACK_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 

@@ -41,8 +41,9 @@ pub(crate) fn positive_price(f: &Fields<'_>, idx: usize, name: &str) -> Result<P
     Ok(p)
 }
 
-/// Reads Tardis trade rows as model trades, in file order.
-pub struct TardisTrades<R: Read> {
+/// What both readers share: the rows, where the columns are, the symbol map and the time
+/// source. The first three columns are always `symbol,timestamp,local_timestamp`.
+struct TardisRows<R: Read> {
     rows: CsvRows<R>,
     cols: [usize; 7],
     symbols: SymbolMap,
@@ -50,25 +51,23 @@ pub struct TardisTrades<R: Read> {
     time: TimestampSource,
 }
 
-impl<R: Read> TardisTrades<R> {
-    /// Reads the header of `reader` (named `file` in errors).
-    pub fn new(reader: R, file: &str, symbols: SymbolMap) -> Result<Self, ReplayError> {
+impl<R: Read> TardisRows<R> {
+    /// Reads the header, finding the common columns and the kind's own four.
+    fn new(
+        reader: R,
+        file: &str,
+        symbols: SymbolMap,
+        own: [&'static str; 4],
+    ) -> Result<Self, ReplayError> {
         let mut rows = CsvRows::new(reader, file, true);
         let header = rows.headers()?;
+        let [a, b, c, d] = own;
         let cols = column_indices(
             file,
             &header,
-            [
-                "symbol",
-                "timestamp",
-                "local_timestamp",
-                "id",
-                "side",
-                "price",
-                "amount",
-            ],
+            ["symbol", "timestamp", "local_timestamp", a, b, c, d],
         )?;
-        Ok(TardisTrades {
+        Ok(TardisRows {
             rows,
             cols,
             symbols,
@@ -77,9 +76,51 @@ impl<R: Read> TardisTrades<R> {
         })
     }
 
+    /// The next row as an event: `build` gets the row, the kind's column positions, the
+    /// instrument and the event time.
+    fn next_with<T>(
+        &mut self,
+        build: impl FnOnce(
+            &Fields<'_>,
+            [usize; 4],
+            tradestack_model::InstrumentId,
+            UnixNanos,
+        ) -> Result<T, RowError>,
+    ) -> Option<Result<T, RowError>> {
+        let [sym, ts, local, a, b, c, d] = self.cols;
+        let (symbols, cache, time) = (&self.symbols, &mut self.cache, self.time);
+        let row = match self.rows.next_row()? {
+            Ok(r) => r,
+            Err(e) => return Some(Err(e)),
+        };
+        Some((|| {
+            let venue = row.text(sym, "symbol")?;
+            let instrument = cache
+                .resolve(symbols, venue)
+                .ok_or_else(|| row.error("symbol", format!("{venue:?} is not mapped")))?;
+            let exchange_ts = micros(&row, ts, "timestamp")?;
+            let local_ts = micros(&row, local, "local_timestamp")?;
+            let at = match time {
+                TimestampSource::Exchange => exchange_ts,
+                TimestampSource::Local => local_ts,
+            };
+            build(&row, [a, b, c, d], instrument, at)
+        })())
+    }
+}
+
+/// Reads Tardis trade rows as model trades, in file order.
+pub struct TardisTrades<R: Read>(TardisRows<R>);
+
+impl<R: Read> TardisTrades<R> {
+    /// Reads the header of `reader` (named `file` in errors).
+    pub fn new(reader: R, file: &str, symbols: SymbolMap) -> Result<Self, ReplayError> {
+        TardisRows::new(reader, file, symbols, ["id", "side", "price", "amount"]).map(TardisTrades)
+    }
+
     /// Chooses the timestamp that becomes the event time.
     pub fn with_timestamp(mut self, source: TimestampSource) -> Self {
-        self.time = source;
+        self.0.time = source;
         self
     }
 }
@@ -88,78 +129,38 @@ impl<R: Read> Iterator for TardisTrades<R> {
     type Item = Result<Trade, RowError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let [sym, ts, local, id, side, price, amount] = self.cols;
-        let (symbols, cache, time) = (&self.symbols, &mut self.cache, self.time);
-        let row = match self.rows.next_row()? {
-            Ok(r) => r,
-            Err(e) => return Some(Err(e)),
-        };
-        Some((|| {
-            let venue = row.text(sym, "symbol")?;
-            let instrument = cache
-                .resolve(symbols, venue)
-                .ok_or_else(|| row.error("symbol", format!("{venue:?} is not mapped")))?;
-            let exchange_ts = micros(&row, ts, "timestamp")?;
-            let local_ts = micros(&row, local, "local_timestamp")?;
-            let aggressor = match row.text(side, "side")? {
-                "buy" | "BUY" | "Buy" => Side::Buy,
-                "sell" | "SELL" | "Sell" => Side::Sell,
-                other => return Err(row.error("side", format!("{other:?} is not buy or sell"))),
-            };
-            Ok(Trade {
-                id: TradeId(row.parse(id, "id")?),
-                instrument,
-                price: positive_price(&row, price, "price")?,
-                quantity: row.parse::<Quantity>(amount, "amount")?,
-                aggressor,
-                ts: match time {
-                    TimestampSource::Exchange => exchange_ts,
-                    TimestampSource::Local => local_ts,
-                },
+        self.0
+            .next_with(|row, [id, side, price, amount], instrument, ts| {
+                let aggressor = match row.text(side, "side")? {
+                    "buy" | "BUY" | "Buy" => Side::Buy,
+                    "sell" | "SELL" | "Sell" => Side::Sell,
+                    other => return Err(row.error("side", format!("{other:?} is not buy or sell"))),
+                };
+                Ok(Trade {
+                    id: TradeId(row.parse(id, "id")?),
+                    instrument,
+                    price: positive_price(row, price, "price")?,
+                    quantity: row.parse::<Quantity>(amount, "amount")?,
+                    aggressor,
+                    ts,
+                })
             })
-        })())
     }
 }
 
 /// Reads Tardis quote rows as model quotes, in file order.
-pub struct TardisQuotes<R: Read> {
-    rows: CsvRows<R>,
-    cols: [usize; 7],
-    symbols: SymbolMap,
-    cache: SymbolCache,
-    time: TimestampSource,
-}
+pub struct TardisQuotes<R: Read>(TardisRows<R>);
 
 impl<R: Read> TardisQuotes<R> {
     /// Reads the header of `reader` (named `file` in errors).
     pub fn new(reader: R, file: &str, symbols: SymbolMap) -> Result<Self, ReplayError> {
-        let mut rows = CsvRows::new(reader, file, true);
-        let header = rows.headers()?;
-        let cols = column_indices(
-            file,
-            &header,
-            [
-                "symbol",
-                "timestamp",
-                "local_timestamp",
-                "ask_amount",
-                "ask_price",
-                "bid_price",
-                "bid_amount",
-            ],
-        )?;
-        Ok(TardisQuotes {
-            rows,
-            cols,
-            symbols,
-            cache: SymbolCache::default(),
-            time: TimestampSource::Exchange,
-        })
+        let own = ["ask_amount", "ask_price", "bid_price", "bid_amount"];
+        TardisRows::new(reader, file, symbols, own).map(TardisQuotes)
     }
 
     /// Chooses the timestamp that becomes the event time.
     pub fn with_timestamp(mut self, source: TimestampSource) -> Self {
-        self.time = source;
+        self.0.time = source;
         self
     }
 }
@@ -168,31 +169,18 @@ impl<R: Read> Iterator for TardisQuotes<R> {
     type Item = Result<Quote, RowError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let [sym, ts, local, ask_amount, ask_price, bid_price, bid_amount] = self.cols;
-        let (symbols, cache, time) = (&self.symbols, &mut self.cache, self.time);
-        let row = match self.rows.next_row()? {
-            Ok(r) => r,
-            Err(e) => return Some(Err(e)),
-        };
-        Some((|| {
-            let venue = row.text(sym, "symbol")?;
-            let instrument = cache
-                .resolve(symbols, venue)
-                .ok_or_else(|| row.error("symbol", format!("{venue:?} is not mapped")))?;
-            let exchange_ts = micros(&row, ts, "timestamp")?;
-            let local_ts = micros(&row, local, "local_timestamp")?;
-            Ok(Quote {
-                instrument,
-                bid: positive_price(&row, bid_price, "bid_price")?,
-                bid_size: row.parse(bid_amount, "bid_amount")?,
-                ask: positive_price(&row, ask_price, "ask_price")?,
-                ask_size: row.parse(ask_amount, "ask_amount")?,
-                ts: match time {
-                    TimestampSource::Exchange => exchange_ts,
-                    TimestampSource::Local => local_ts,
-                },
-            })
-        })())
+        self.0.next_with(
+            |row, [ask_amount, ask_price, bid_price, bid_amount], instrument, ts| {
+                Ok(Quote {
+                    instrument,
+                    bid: positive_price(row, bid_price, "bid_price")?,
+                    bid_size: row.parse(bid_amount, "bid_amount")?,
+                    ask: positive_price(row, ask_price, "ask_price")?,
+                    ask_size: row.parse(ask_amount, "ask_amount")?,
+                    ts,
+                })
+            },
+        )
     }
 }
 
