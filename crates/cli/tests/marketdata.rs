@@ -816,3 +816,41 @@ async fn exchange_candles_come_back_from_the_store_after_a_restart() {
     );
     assert_eq!(k[8], json!(7), "{klines}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replays_are_confined_to_the_configured_directories() {
+    let dir = tempfile::tempdir().unwrap();
+    let allowed = dir.path().join("allowed");
+    std::fs::create_dir(&allowed).unwrap();
+    let klines = allowed.join("ADABTC-1m-2021-11-27.csv");
+    std::fs::copy(shared_data("binance/ADABTC-1m-2021-11-27.csv"), &klines).unwrap();
+    std::fs::write(
+        dir.path().join("tradestack.toml"),
+        format!(
+            "[marketdata]\nreplay_dirs = [{:?}]\n",
+            allowed.display().to_string()
+        ),
+    )
+    .unwrap();
+    let proc = start(dir.path(), &[]);
+    let md = proc.url("marketdata").to_string();
+    let http = reqwest::Client::new();
+    let outside = shared_data("tardis/binance-futures_BTCUSDT_2020-02-22_trades.csv");
+    let (status, v) = call(
+        &http,
+        "post",
+        format!("{md}/api/v1/replays"),
+        Some(json!({"files": [klines, outside]})),
+    )
+    .await;
+    assert_eq!(status, 403, "{v}");
+    assert_eq!(v["field"], "files[1]", "{v}");
+    let (status, v) = call(
+        &http,
+        "post",
+        format!("{md}/api/v1/replays"),
+        Some(json!({"files": [klines]})),
+    )
+    .await;
+    assert_eq!(status, 202, "{v}");
+}

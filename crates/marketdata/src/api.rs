@@ -46,6 +46,8 @@ pub struct ControlApi {
     pub clock: Arc<dyn Clock>,
     /// Replay jobs.
     pub replays: Arc<Replays>,
+    /// Directories replayed files must be in (canonical paths); empty = anywhere.
+    pub replay_dirs: Vec<std::path::PathBuf>,
 }
 
 /// The routes (see the module docs).
@@ -272,14 +274,26 @@ async fn start_replay(
         return Err(ApiError::bad_request("files", "name at least one file"));
     }
     for (i, f) in b.files.iter().enumerate() {
-        if !f.is_file() {
-            return Err(ApiError::bad_request(
-                format!("files[{i}]"),
-                format!(
-                    "{} is not a readable file on the service's machine",
-                    f.display()
-                ),
-            ));
+        let field = || format!("files[{i}]");
+        let path = std::fs::canonicalize(f)
+            .ok()
+            .filter(|p| p.is_file())
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    field(),
+                    format!(
+                        "{} is not a readable file on the service's machine",
+                        f.display()
+                    ),
+                )
+            })?;
+        if !api.replay_dirs.is_empty() && !api.replay_dirs.iter().any(|d| path.starts_with(d)) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("{} is outside marketdata.replay_dirs", f.display()),
+            )
+            .with_field(field()));
         }
     }
     let speed: Speed = b

@@ -58,6 +58,8 @@ pub struct MarketDataSettings {
     pub simulator: crate::sim::SimConfig,
     /// Real engines that receive every stored row: `[[marketdata.sinks]]`.
     pub sinks: Vec<SinkConfig>,
+    /// Directories whose files may be replayed; empty = any file the service can read.
+    pub replay_dirs: Vec<PathBuf>,
 }
 
 impl Default for MarketDataSettings {
@@ -74,6 +76,7 @@ impl Default for MarketDataSettings {
             simulate: true,
             simulator: crate::sim::SimConfig::default(),
             sinks: Vec::new(),
+            replay_dirs: Vec::new(),
         }
     }
 }
@@ -283,6 +286,12 @@ impl MarketDataService {
             feed,
             clock,
             replays,
+            // A directory that does not exist allows nothing: kept as given.
+            replay_dirs: settings
+                .replay_dirs
+                .iter()
+                .map(|d| std::fs::canonicalize(d).unwrap_or_else(|_| d.clone()))
+                .collect(),
         });
         Ok(MarketDataService {
             api,
