@@ -137,6 +137,36 @@ enum BenchTarget {
         #[arg(long, env = "TRADESTACK_EXCHANGE__ADMIN_TOKEN")]
         admin_token: Option<String>,
     },
+    /// Line-protocol ingest from this process: the same generated trades
+    /// over TCP and HTTP to a running market-data service, and to InfluxDB
+    /// 1.x, in lines/s until they are sent and until they are visible.
+    Ingest {
+        /// Lines sent to each target.
+        #[arg(long, default_value_t = 2_000_000)]
+        lines: usize,
+        /// Our line protocol over TCP, e.g. tcp://127.0.0.1:9009.
+        #[arg(long, value_name = "tcp://HOST:PORT")]
+        ilp: Option<String>,
+        /// Our HTTP /write, e.g. http://127.0.0.1:8700.
+        #[arg(long, value_name = "URL")]
+        http: Option<String>,
+        /// Where rows sent over TCP are counted (default: --http, else the
+        /// configured market-data service).
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        /// InfluxDB 1.x, e.g. http://127.0.0.1:8086 (database `bench`).
+        #[arg(long, value_name = "URL")]
+        influx: Option<String>,
+        /// Lines per HTTP request.
+        #[arg(long, default_value_t = 10_000)]
+        batch: usize,
+        /// Parallel TCP connections, and HTTP requests in flight.
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+        /// Longest wait for the lines to become visible.
+        #[arg(long, default_value = "300s")]
+        timeout: humantime::Duration,
+    },
 }
 
 #[derive(Subcommand)]
@@ -214,6 +244,33 @@ fn main() -> ExitCode {
             })
             .await
             .map(|()| ExitCode::SUCCESS),
+            Command::Bench {
+                target:
+                    BenchTarget::Ingest {
+                        lines,
+                        ilp,
+                        http,
+                        url,
+                        influx,
+                        batch,
+                        connections,
+                        timeout,
+                    },
+            } => {
+                let query_url = commands::data::service_url(&config, url.or_else(|| http.clone()));
+                commands::bench_ingest::ingest(commands::bench_ingest::IngestBench {
+                    lines,
+                    ilp,
+                    http,
+                    query_url,
+                    influx,
+                    batch,
+                    connections,
+                    timeout: timeout.into(),
+                })
+                .await
+                .map(|()| ExitCode::SUCCESS)
+            }
             Command::Query { sql, url } => {
                 commands::data::query(&commands::data::service_url(&config, url), &sql).await
             }

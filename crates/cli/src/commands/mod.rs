@@ -1,6 +1,7 @@
 //! The subcommands.
 
 pub mod bench;
+pub mod bench_ingest;
 pub mod data;
 pub mod status;
 pub mod up;
