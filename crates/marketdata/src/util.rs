@@ -50,17 +50,7 @@ pub(crate) fn to_tick(x: f64, tick_raw: i64) -> Price {
     Price::from_raw(ticks.saturating_mul(tick_raw))
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
-pub(crate) fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = i64::from(month);
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
+pub(crate) use tradestack_model::days_from_civil;
 
 /// True when `day` exists in `month` of `year`.
 pub(crate) fn valid_date(year: i64, month: u32, day: u32) -> bool {

@@ -157,6 +157,17 @@ pub enum RuleViolation {
     },
 }
 
+/// Every asset the instruments trade (bases and quotes), sorted, once each.
+pub fn assets_of<'a>(instruments: impl IntoIterator<Item = &'a Instrument>) -> Vec<AssetCode> {
+    let mut assets: Vec<AssetCode> = instruments
+        .into_iter()
+        .flat_map(|i| [i.base.clone(), i.quote.clone()])
+        .collect();
+    assets.sort();
+    assets.dedup();
+    assets
+}
+
 impl Instrument {
     /// A spot pair with the given trading rules.
     pub fn spot(

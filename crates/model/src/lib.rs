@@ -20,5 +20,7 @@ pub use fixed::{Amount, FixedError, Price, Quantity, Rate};
 pub use ids::{
     AccountId, AssetCode, ClientOrderId, EventId, InstrumentId, OrderId, StrategyId, TradeId,
 };
-pub use instrument::{Asset, AssetKind, Instrument, InstrumentKind, OptionRight, RuleViolation};
-pub use time::{Nanos, UnixNanos};
+pub use instrument::{
+    Asset, AssetKind, Instrument, InstrumentKind, OptionRight, RuleViolation, assets_of,
+};
+pub use time::{Nanos, UnixNanos, civil_from_days, days_from_civil};

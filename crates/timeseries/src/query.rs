@@ -179,12 +179,10 @@ impl TableProvider for StoreTable {
                 .iter()
                 .map(|p| ListingTableUrl::parse(p.to_string_lossy()))
                 .collect::<DfResult<Vec<_>>>()?;
+            // No sort order is declared: files are sorted by symbols, then
+            // time, and row-group statistics do the pruning.
             let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-                .with_file_extension(".parquet")
-                // Files are written sorted by time.
-                .with_file_sort_order(vec![vec![
-                    datafusion::prelude::col(TIMESTAMP).sort(true, false),
-                ]]);
+                .with_file_extension(".parquet");
             let config = ListingTableConfig::new_with_multi_paths(urls)
                 .with_listing_options(options)
                 .with_schema(snap.schema.clone());

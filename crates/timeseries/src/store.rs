@@ -16,7 +16,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::{Array, AsArray, RecordBatch, new_null_array};
-use datafusion::arrow::compute::{concat_batches, sort_to_indices, take_record_batch};
+use datafusion::arrow::compute::{
+    SortColumn, concat_batches, lexsort_to_indices, take_record_batch,
+};
 use datafusion::arrow::datatypes::{SchemaRef, TimestampNanosecondType};
 use datafusion::arrow::ipc::reader::StreamReader;
 use datafusion::arrow::ipc::writer::StreamWriter;
@@ -33,6 +35,8 @@ use crate::rows::{BatchBuilder, RowError, Value};
 use crate::schema::{ColumnType, TIMESTAMP, TableSchema, builtin_tables};
 
 const DAY: i64 = 86_400_000_000_000;
+/// Rows per Parquet row group: the unit that statistics let a query skip.
+const ROW_GROUP_ROWS: usize = 65_536;
 
 /// How the store behaves; `[timeseries]` in the configuration.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -335,45 +339,36 @@ impl Store {
     /// visible to queries. Fails if a table's schema changed incompatibly
     /// since its builder was made.
     pub fn commit(&self, builders: Vec<BatchBuilder>) -> Result<usize, StoreError> {
+        let prepared = prepare(builders)?;
         let mut writer = self.shared.writer.lock();
-        self.commit_locked(&mut writer, builders)
+        self.commit_prepared(&mut writer, prepared)
     }
 
-    fn commit_locked(
+    /// Logs prepared batches, then makes them visible. Only this runs under
+    /// the writer lock, so schema checks and the log order stay serial
+    /// while parsing and encoding run in parallel on the callers' threads.
+    fn commit_prepared(
         &self,
         writer: &mut Writer,
-        builders: Vec<BatchBuilder>,
+        prepared: Prepared,
     ) -> Result<usize, StoreError> {
-        let mut records = Vec::new();
-        let mut batches = Vec::new();
-        for mut b in builders {
-            if b.rows() == 0 {
-                continue;
-            }
-            let schema = b.schema().clone();
+        for (schema, _) in &prepared.batches {
             if let Some(current) = self.schema(&schema.name) {
-                check_compatible(&current, &schema)?;
+                check_compatible(&current, schema)?;
             }
-            let batch = b.finish();
-            records.push(WalRecord {
-                table: schema.name.clone(),
-                schema: schema.clone(),
-                ipc: encode_ipc(&batch)?,
-            });
-            batches.push((schema, batch));
         }
-        if records.is_empty() {
+        if prepared.records.is_empty() {
             return Ok(0);
         }
-        writer.log.append(&records)?;
+        writer.log.append(&prepared.records)?;
         for observe in self.shared.observers.read().iter() {
-            for (schema, batch) in &batches {
+            for (schema, batch) in &prepared.batches {
                 observe(schema, batch);
             }
         }
         let mut rows = 0;
         let mut tables = self.shared.tables.write();
-        for (schema, batch) in batches {
+        for (schema, batch) in prepared.batches {
             rows += batch.num_rows();
             let state = tables
                 .entry(schema.name.clone())
@@ -388,6 +383,11 @@ impl Store {
     /// line number; with `stop_at_error` nothing after the first bad line is
     /// read, otherwise the good lines of the whole batch are kept. Lines
     /// without a timestamp get `now` (nanoseconds).
+    ///
+    /// Parsing happens outside the writer lock, against the schemas as they
+    /// are; if another write changed a column's type in the meantime, the
+    /// input is parsed again under the lock, so each line still gets its own
+    /// verdict against the schema it is committed under.
     pub fn write_lines(
         &self,
         input: &[u8],
@@ -395,7 +395,29 @@ impl Store {
         now: i64,
         stop_at_error: bool,
     ) -> Result<WriteOutcome, StoreError> {
+        let (builders, outcome) = self.parse_lines(input, precision, now, stop_at_error);
+        let prepared = prepare(builders)?;
         let mut writer = self.shared.writer.lock();
+        match self.commit_prepared(&mut writer, prepared) {
+            Err(StoreError::Row {
+                error: RowError::TypeConflict { .. },
+                ..
+            }) => {
+                let (builders, outcome) = self.parse_lines(input, precision, now, stop_at_error);
+                self.commit_prepared(&mut writer, prepare(builders)?)?;
+                Ok(outcome)
+            }
+            other => other.map(|_| outcome),
+        }
+    }
+
+    fn parse_lines(
+        &self,
+        input: &[u8],
+        precision: Precision,
+        now: i64,
+        stop_at_error: bool,
+    ) -> (Vec<BatchBuilder>, WriteOutcome) {
         let options = ParseOptions::new(precision).with_default_timestamp(now);
         let mut parser = Parser::new(input, &options);
         let mut line = Line::new("");
@@ -419,8 +441,7 @@ impl Store {
                 None => outcome.accepted += 1,
             }
         }
-        self.commit_locked(&mut writer, builders.into_values().collect())?;
-        Ok(outcome)
+        (builders.into_values().collect(), outcome)
     }
 
     fn push_line(
@@ -524,7 +545,7 @@ impl Store {
                 }
                 let chunks = std::mem::take(&mut t.mem);
                 t.flushing = chunks.clone();
-                work.push((name.clone(), t.arrow.clone(), chunks));
+                work.push((name.clone(), t.arrow.clone(), sort_key(&t.schema), chunks));
             }
             if work.is_empty() {
                 return Ok(());
@@ -534,15 +555,15 @@ impl Store {
             writer.log.rotate(segment)?;
             (segment, work)
         };
-        // 2. Write the files, one per table and day, sorted by time.
+        // 2. Write the files, one per table and day, sorted by symbols then time.
         let mut written: Vec<(String, Vec<FileMeta>, usize)> = Vec::new();
-        for (name, schema, chunks) in work {
+        for (name, schema, key, chunks) in work {
             let batches: Vec<RecordBatch> =
                 chunks.iter().map(|c| conform(&c.batch, &schema)).collect();
             let all = concat_batches(&schema, &batches).map_err(arrow_err)?;
             let mut metas = Vec::new();
             for (day, part) in split_by_day(&all)? {
-                let meta = self.write_file(m, &name, day, &part)?;
+                let meta = self.write_file(m, &name, day, &key, &part)?;
                 report.flushed_rows += meta.rows;
                 report.files_written += 1;
                 metas.push(meta);
@@ -572,14 +593,11 @@ impl Store {
         m: &mut Maintenance,
         table: &str,
         day: i64,
+        key: &[String],
         batch: &RecordBatch,
     ) -> Result<FileMeta, StoreError> {
-        let sorted = sort_by_time(batch)?;
-        let ts = sorted
-            .column_by_name(TIMESTAMP)
-            .expect("designated timestamp")
-            .as_primitive::<TimestampNanosecondType>();
-        let (min_ts, max_ts) = (ts.value(0), ts.value(ts.len() - 1));
+        let sorted = sort_for_file(batch, key)?;
+        let (min_ts, max_ts) = time_range(&sorted);
         m.next_file += 1;
         let rel = format!(
             "tables/{table}/{}/{:010}.parquet",
@@ -591,8 +609,10 @@ impl Store {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
         let tmp = path.with_extension("tmp");
         let file = fs::File::create(&tmp).map_err(io_err(&tmp))?;
+        // Row groups small enough that their statistics skip other symbols.
         let props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
             .build();
         let mut w = ArrowWriter::try_new(file, sorted.schema(), Some(props)).map_err(arrow_err)?;
         w.write(&sorted).map_err(arrow_err)?;
@@ -664,7 +684,7 @@ impl Store {
         let min = self.shared.config.compact_min_files.max(2);
         let names = self.tables();
         for name in names {
-            let (schema, groups) = {
+            let (schema, key, groups) = {
                 let tables = self.shared.tables.read();
                 let Some(t) = tables.get(&name) else { continue };
                 let t = t.read();
@@ -676,7 +696,7 @@ impl Store {
                     .into_iter()
                     .filter(|(_, fs)| fs.len() >= min)
                     .collect();
-                (t.arrow.clone(), groups)
+                (t.arrow.clone(), sort_key(&t.schema), groups)
             };
             for (day, olds) in groups {
                 let mut batches = Vec::new();
@@ -686,7 +706,7 @@ impl Store {
                     }
                 }
                 let all = concat_batches(&schema, &batches).map_err(arrow_err)?;
-                let meta = self.write_file(m, &name, day, &all)?;
+                let meta = self.write_file(m, &name, day, &key, &all)?;
                 {
                     let tables = self.shared.tables.read();
                     let mut t = tables.get(&name).expect("table exists").write();
@@ -749,14 +769,7 @@ fn apply(state: &mut TableState, schema: &TableSchema, batch: RecordBatch) {
     if grew {
         state.arrow = state.schema.arrow();
     }
-    let ts = batch
-        .column_by_name(TIMESTAMP)
-        .expect("designated timestamp")
-        .as_primitive::<TimestampNanosecondType>();
-    let (min_ts, max_ts) = ts
-        .values()
-        .iter()
-        .fold((i64::MAX, i64::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let (min_ts, max_ts) = time_range(&batch);
     state.mem.push(Chunk {
         batch,
         min_ts,
@@ -785,6 +798,31 @@ fn check_compatible(current: &TableSchema, new: &TableSchema) -> Result<(), Stor
     Ok(())
 }
 
+/// Finished batches and their log records, built before taking the writer lock.
+struct Prepared {
+    records: Vec<WalRecord>,
+    batches: Vec<(TableSchema, RecordBatch)>,
+}
+
+fn prepare(builders: Vec<BatchBuilder>) -> Result<Prepared, StoreError> {
+    let mut records = Vec::new();
+    let mut batches = Vec::new();
+    for mut b in builders {
+        if b.rows() == 0 {
+            continue;
+        }
+        let schema = b.schema().clone();
+        let batch = b.finish();
+        records.push(WalRecord {
+            table: schema.name.clone(),
+            schema: schema.clone(),
+            ipc: encode_ipc(&batch)?,
+        });
+        batches.push((schema, batch));
+    }
+    Ok(Prepared { records, batches })
+}
+
 /// `batch` with the columns of `schema`, missing ones null.
 pub fn conform(batch: &RecordBatch, schema: &SchemaRef) -> RecordBatch {
     if batch.schema().fields() == schema.fields() {
@@ -801,11 +839,41 @@ pub fn conform(batch: &RecordBatch, schema: &SchemaRef) -> RecordBatch {
     RecordBatch::try_new(schema.clone(), columns).expect("conformed columns match the schema")
 }
 
-fn sort_by_time(batch: &RecordBatch) -> Result<RecordBatch, StoreError> {
-    let ts = batch
+/// The smallest and largest designated timestamp of `batch`.
+fn time_range(batch: &RecordBatch) -> (i64, i64) {
+    batch
         .column_by_name(TIMESTAMP)
-        .expect("designated timestamp");
-    let idx = sort_to_indices(ts, None, None).map_err(arrow_err)?;
+        .expect("designated timestamp")
+        .as_primitive::<TimestampNanosecondType>()
+        .values()
+        .iter()
+        .fold((i64::MAX, i64::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)))
+}
+
+/// What a Parquet file is sorted by: the table's symbol columns in schema
+/// order, then the designated timestamp. Like InfluxDB 3's tags-then-time
+/// key, it keeps each instrument's rows together, so a query for one symbol
+/// skips the row groups of the others.
+fn sort_key(schema: &TableSchema) -> Vec<String> {
+    schema
+        .columns
+        .iter()
+        .filter(|c| c.ty == ColumnType::Symbol)
+        .map(|c| c.name.clone())
+        .chain(std::iter::once(TIMESTAMP.to_string()))
+        .collect()
+}
+
+fn sort_for_file(batch: &RecordBatch, key: &[String]) -> Result<RecordBatch, StoreError> {
+    let columns: Vec<SortColumn> = key
+        .iter()
+        .filter_map(|name| batch.column_by_name(name))
+        .map(|values| SortColumn {
+            values: values.clone(),
+            options: None,
+        })
+        .collect();
+    let idx = lexsort_to_indices(&columns, None).map_err(arrow_err)?;
     take_record_batch(batch, &idx).map_err(arrow_err)
 }
 
@@ -834,17 +902,7 @@ fn split_by_day(batch: &RecordBatch) -> Result<Vec<(i64, RecordBatch)>, StoreErr
 
 /// `YYYY-MM-DD` of a day number.
 pub fn day_name(day: i64) -> String {
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = day + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
+    let (y, m, d) = tradestack_model::civil_from_days(day);
     format!("{y:04}-{m:02}-{d:02}")
 }
 

@@ -203,3 +203,84 @@ async fn bad_sql_reports_a_position() {
     let err = engine.sql("SELECT nope FROM trades").await.err().unwrap();
     assert!(err.message.contains("nope"), "{}", err.message);
 }
+
+#[tokio::test]
+async fn files_are_sorted_by_symbol_then_time_in_prunable_row_groups() {
+    use datafusion::arrow::datatypes::TimestampNanosecondType;
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use datafusion::parquet::file::statistics::Statistics;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), config()).unwrap();
+    // 150,000 trades 1 ms apart, the two symbols interleaved.
+    let n = 150_000usize;
+    let body: String = (0..n)
+        .map(|i| {
+            let symbol = if i % 2 == 0 { "BTC-USDT" } else { "ETH-USDT" };
+            format!(
+                "trades,symbol={symbol},side=buy price={}.5,quantity=0.01 {}\n",
+                1_000 + i,
+                T0 + i as i64 * 1_000_000
+            )
+        })
+        .collect();
+    let out = store
+        .write_lines(body.as_bytes(), Precision::Nanoseconds, 0, false)
+        .unwrap();
+    assert_eq!((out.accepted, out.errors.len()), (n, 0));
+    store.flush().unwrap();
+    let files = store.files("trades");
+    assert_eq!(files.len(), 1);
+    assert_eq!(
+        (files[0].min_ts, files[0].max_ts),
+        (T0, T0 + (n as i64 - 1) * 1_000_000)
+    );
+
+    let file = std::fs::File::open(dir.path().join(&files[0].path)).unwrap();
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+    let meta = reader.metadata().clone();
+    // 65,536 rows a group: BTC fills group 0, ETH group 2, group 1 has both.
+    assert_eq!(meta.num_row_groups(), 3);
+    let symbol_idx = reader
+        .parquet_schema()
+        .columns()
+        .iter()
+        .position(|c| c.name() == "symbol")
+        .unwrap();
+    let range = |g: usize| match meta.row_group(g).column(symbol_idx).statistics() {
+        Some(Statistics::ByteArray(s)) => (
+            String::from_utf8(s.min_opt().unwrap().data().to_vec()).unwrap(),
+            String::from_utf8(s.max_opt().unwrap().data().to_vec()).unwrap(),
+        ),
+        other => panic!("symbol statistics: {other:?}"),
+    };
+    assert_eq!(range(0), ("BTC-USDT".into(), "BTC-USDT".into()));
+    assert_eq!(range(1), ("BTC-USDT".into(), "ETH-USDT".into()));
+    assert_eq!(range(2), ("ETH-USDT".into(), "ETH-USDT".into()));
+
+    // Every row, in (symbol, timestamp) order.
+    let mut rows: Vec<(String, i64)> = Vec::new();
+    for batch in reader.build().unwrap() {
+        let batch = batch.unwrap();
+        let symbols = batch.column_by_name("symbol").unwrap().as_string::<i32>();
+        let ts = batch
+            .column_by_name("timestamp")
+            .unwrap()
+            .as_primitive::<TimestampNanosecondType>();
+        for i in 0..batch.num_rows() {
+            rows.push((symbols.value(i).to_string(), ts.value(i)));
+        }
+    }
+    assert_eq!(rows.len(), n);
+    assert!(rows.windows(2).all(|w| w[0] < w[1]), "not sorted");
+
+    let engine = QueryEngine::new(store.clone());
+    assert_eq!(
+        scalar_i64(
+            &engine,
+            "SELECT count(*) FROM trades WHERE symbol = 'ETH-USDT'"
+        )
+        .await,
+        75_000
+    );
+}

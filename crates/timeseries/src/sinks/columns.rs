@@ -171,17 +171,6 @@ pub(crate) fn day_of(ns: i64) -> i64 {
     ns.div_euclid(86_400_000_000_000)
 }
 
-/// The day number of a civil date (Howard Hinnant's days-from-civil).
-pub(crate) fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,19 +182,5 @@ mod tests {
         assert_eq!(decimal_text(300_000_000, 8), "3");
         assert_eq!(decimal_text(1, 8), "0.00000001");
         assert_eq!(decimal_f64(4_200_012_345_678, 8), 42000.12345678);
-    }
-
-    #[test]
-    fn civil_days_round_trip() {
-        for day in [-1, 0, 1, 19_000, 20_000, 47_482] {
-            let name = crate::store::day_name(day);
-            let (y, rest) = name.split_once('-').unwrap();
-            let (m, d) = rest.split_once('-').unwrap();
-            assert_eq!(
-                days_from_civil(y.parse().unwrap(), m.parse().unwrap(), d.parse().unwrap()),
-                day,
-                "{name}"
-            );
-        }
     }
 }

@@ -17,9 +17,10 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
-use super::columns::{Cell, Columns, columns, day_of, days_from_civil, decimal_text};
+use super::columns::{Cell, Columns, columns, day_of, decimal_text};
 use super::{Sink, SinkError, duration_map_text, duration_text};
 use crate::schema::{ColumnType, TIMESTAMP, TableSchema};
+use tradestack_model::days_from_civil;
 
 const DAY_NS: i64 = 86_400_000_000_000;
 /// PostgreSQL cuts identifiers to 63 bytes; longer ones would collide.
