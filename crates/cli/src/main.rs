@@ -101,6 +101,9 @@ enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Backtests one strategy over recorded market data in simulated time,
+    /// writing a report folder (report.json, summary.txt, pnl.svg).
+    Backtest(commands::backtest::BacktestOptions),
     /// Prints the version.
     Version,
 }
@@ -196,13 +199,17 @@ fn main() -> ExitCode {
     };
     // Service sections the config crate keeps raw are checked here, so a bad
     // key fails every command the same way.
-    if let Err(e) = tradestack_exchange::ExchangeSettings::from_table(&config.exchange) {
-        eprintln!("error: configuration: {e}");
-        return ExitCode::from(EXIT_CONFIG);
-    }
-    if let Err(e) =
+    let problems = [
+        tradestack_exchange::ExchangeSettings::from_table(&config.exchange)
+            .err()
+            .map(|e| e.to_string()),
         tradestack_marketdata::service::MarketDataSettings::from_table(&config.marketdata)
-    {
+            .err()
+            .map(|e| e.to_string()),
+        tradestack_trading::strategies::from_tables(&config.strategies).err(),
+        tradestack_risk::RiskConfig::from_table(&config.risk).err(),
+    ];
+    if let Some(e) = problems.into_iter().flatten().next() {
         eprintln!("error: configuration: {e}");
         return ExitCode::from(EXIT_CONFIG);
     }
@@ -308,6 +315,7 @@ fn main() -> ExitCode {
                 )
                 .await
             }
+            Command::Backtest(opts) => commands::backtest::backtest(&config, opts),
             Command::Version | Command::Exchange { .. } => Ok(ExitCode::SUCCESS),
         }
     });

@@ -105,6 +105,11 @@ pub struct Config {
     /// The market-data service's `[marketdata]` table (time-series store,
     /// line-protocol ingest, bars, simulator), validated by that service.
     pub marketdata: toml::Table,
+    /// The strategies, `[[strategies]]`: `id`, `account`, `kind` and that
+    /// kind's parameters, validated by the strategy engine.
+    pub strategies: Vec<toml::Table>,
+    /// The risk monitor's `[risk]` table (pre-trade limits and rules).
+    pub risk: toml::Table,
 }
 
 /// Logging settings.
@@ -246,6 +251,8 @@ impl Default for Config {
             services,
             exchange: toml::Table::new(),
             marketdata: toml::Table::new(),
+            strategies: Vec::new(),
+            risk: toml::Table::new(),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The subcommands.
 
+pub mod backtest;
 pub mod bench;
 pub mod bench_ingest;
 pub mod data;

@@ -1,0 +1,144 @@
+//! The risk monitor watching a [`Session`] in simulated time, as the risk
+//! service watches the bus: it sees every exchange event, the quotes and
+//! reference prices, runs its rules on its cadence, and pulls the kill
+//! switch on the strategies it halts.
+
+use tradestack_exchange::ExchangeEvent;
+use tradestack_model::{Instrument, StrategyId, UnixNanos};
+use tradestack_trading::session::SessionError;
+use tradestack_trading::{Session, SessionConfig};
+
+use crate::alerts::AlertChange;
+use crate::config::RiskConfig;
+use crate::monitor::RiskMonitor;
+use crate::state::{TradingState, Transition};
+
+/// What a risked session reports as it runs.
+#[derive(Clone, Debug)]
+pub enum RiskEvent {
+    /// An exchange event (strategies' orders and fills named).
+    Exchange(ExchangeEvent),
+    /// An alert fired or resolved.
+    Alert(AlertChange),
+    /// A trading state changed.
+    Transition(Transition),
+}
+
+/// A session with the risk monitor as its pre-trade gate and watcher.
+pub struct RiskedSession {
+    /// The session; its gate is the monitor.
+    pub session: Session<RiskMonitor>,
+}
+
+impl RiskedSession {
+    /// A session at `start` with `seed`, watched by a monitor with `risk`.
+    pub fn new(
+        config: &SessionConfig,
+        risk: RiskConfig,
+        start: UnixNanos,
+        seed: u64,
+    ) -> Result<RiskedSession, SessionError> {
+        let instruments: Vec<Instrument> = config.exchange.instruments.clone();
+        let mut monitor = RiskMonitor::new(risk, instruments.iter(), start);
+        for s in &config.strategies {
+            monitor.register(s.id.clone(), s.account.clone());
+        }
+        let session = Session::with_gate(config, start, seed, monitor)?;
+        Ok(RiskedSession { session })
+    }
+
+    /// The monitor.
+    pub fn monitor(&self) -> &RiskMonitor {
+        &self.session.gate
+    }
+
+    /// The monitor, to change states by hand.
+    pub fn monitor_mut(&mut self) -> &mut RiskMonitor {
+        &mut self.session.gate
+    }
+
+    /// Runs until `until`, evaluating the rules on their cadence.
+    pub fn run_until(&mut self, until: UnixNanos, mut observe: impl FnMut(UnixNanos, &RiskEvent)) {
+        loop {
+            let t = self.session.gate.next_evaluation().min(until);
+            let mut events = Vec::new();
+            self.session
+                .run_until(t, |at, e| events.push((at, e.clone())));
+            for (at, e) in events {
+                match &e {
+                    ExchangeEvent::Fill(f) => self.session.gate.on_fill(f, at),
+                    ExchangeEvent::Trade(t) => self.session.gate.on_market_data(&t.instrument, at),
+                    ExchangeEvent::Book { instrument, .. } => {
+                        self.session.gate.on_market_data(instrument, at)
+                    }
+                    _ => {}
+                }
+                observe(at, &RiskEvent::Exchange(e));
+            }
+            let quotes: Vec<_> = self
+                .session
+                .engine
+                .market()
+                .quotes
+                .values()
+                .cloned()
+                .collect();
+            for q in &quotes {
+                self.session.gate.on_quote(q);
+            }
+            let refs: Vec<_> = self
+                .session
+                .engine
+                .market()
+                .reference
+                .iter()
+                .map(|(i, p)| (i.clone(), *p))
+                .collect();
+            for (i, p) in refs {
+                self.session.gate.on_reference(&i, p);
+            }
+            if t < self.session.gate.next_evaluation() {
+                if t >= until {
+                    break;
+                }
+                continue;
+            }
+            let ev = self.session.gate.evaluate(t);
+            for a in ev.alerts {
+                observe(t, &RiskEvent::Alert(a));
+            }
+            for tr in ev.transitions {
+                self.enforce(&tr, &mut observe);
+                observe(t, &RiskEvent::Transition(tr));
+            }
+            if t >= until {
+                break;
+            }
+        }
+    }
+
+    /// Cancels the orders of the strategies a transition restricts.
+    fn enforce(&mut self, tr: &Transition, observe: &mut impl FnMut(UnixNanos, &RiskEvent)) {
+        if tr.to == TradingState::Active {
+            return;
+        }
+        let targets: Vec<StrategyId> = match &tr.subject.strategy {
+            Some(s) => vec![s.clone()],
+            None => self
+                .session
+                .engine
+                .strategies()
+                .filter(|(_, a)| **a == tr.subject.account)
+                .map(|(s, _)| s.clone())
+                .collect(),
+        };
+        for s in targets {
+            let mut events = Vec::new();
+            self.session
+                .cancel_strategy_orders(&s, |at, e| events.push((at, e.clone())));
+            for (at, e) in events {
+                observe(at, &RiskEvent::Exchange(e));
+            }
+        }
+    }
+}

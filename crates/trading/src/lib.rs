@@ -1,0 +1,32 @@
+//! The strategy engine.
+//!
+//! - [`strategy`]: the [`Strategy`] trait and the context strategies act
+//!   through. Strategies are sans-I/O, so one implementation runs in
+//!   simulated and real time, against the in-process exchange or a remote one.
+//! - [`engine`]: routes events to strategies, keeps their orders and
+//!   positions, and applies [`misbehaviour`] switched on at run time.
+//! - [`gate`]: the pre-trade gate in the order path (a risk monitor implements it).
+//! - [`strategies`]: the built-in strategies and their TOML configuration.
+//! - [`portfolio`]: positions and P&L per account, strategy and
+//!   instrument, exact, from fills.
+//! - [`backtest`]: one strategy over recorded data, with the report.
+//! - [`session`]: strategies beside the market simulator's agents on the
+//!   exchange core, in simulated time.
+
+pub mod backtest;
+pub mod engine;
+pub mod gate;
+pub mod misbehaviour;
+pub mod portfolio;
+pub mod report;
+pub mod session;
+pub mod strategies;
+pub mod strategy;
+
+pub use engine::{EngineError, Outgoing, StrategyEngine};
+pub use gate::{OrderGate, Refusal};
+pub use misbehaviour::Misbehaviour;
+pub use portfolio::{Portfolio, PositionKey, PositionView};
+pub use session::{Session, SessionConfig};
+pub use strategies::{StrategyConfig, StrategyParams};
+pub use strategy::{Action, Strategy, StrategyContext};
