@@ -26,7 +26,7 @@ enum Command {
     Up,
     /// Runs one service as its own process.
     Serve {
-        /// The service to run: registry, exchange or marketdata.
+        /// The service to run: registry, exchange, marketdata, risk, strategy or custodian.
         service: String,
     },
     /// Prints the registered services: address, health, uptime and version.
@@ -101,6 +101,9 @@ enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Trading states and alerts of the risk service: halt, reduce or
+    /// resume a strategy or account (audited), list states and alerts.
+    Risk(commands::risk::RiskOptions),
     /// Backtests one strategy over recorded market data in simulated time,
     /// writing a report folder (report.json, summary.txt, pnl.svg).
     Backtest(commands::backtest::BacktestOptions),
@@ -208,6 +211,8 @@ fn main() -> ExitCode {
             .map(|e| e.to_string()),
         tradestack_trading::strategies::from_tables(&config.strategies).err(),
         tradestack_risk::RiskConfig::from_table(&config.risk).err(),
+        tradestack_trading::service::TradingSettings::from_table(&config.trading).err(),
+        tradestack_custody::service::CustodySettings::from_table(&config.custody).err(),
     ];
     if let Some(e) = problems.into_iter().flatten().next() {
         eprintln!("error: configuration: {e}");
@@ -227,6 +232,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Up => commands::up::run(config, None).await,
             Command::Serve { service } => commands::up::run(config, Some(service)).await,
+            Command::Risk(opts) => commands::risk::run(&config, opts).await,
             Command::Status { registry } => commands::status::status(&config, registry).await,
             Command::Health { registry } => commands::status::health(&config, registry).await,
             Command::Config {
@@ -264,7 +270,11 @@ fn main() -> ExitCode {
                         timeout,
                     },
             } => {
-                let query_url = commands::data::service_url(&config, url.or_else(|| http.clone()));
+                let query_url = commands::data::service_url(
+                    &config,
+                    "marketdata",
+                    url.or_else(|| http.clone()),
+                );
                 commands::bench_ingest::ingest(commands::bench_ingest::IngestBench {
                     lines,
                     ilp,
@@ -279,7 +289,11 @@ fn main() -> ExitCode {
                 .map(|()| ExitCode::SUCCESS)
             }
             Command::Query { sql, url } => {
-                commands::data::query(&commands::data::service_url(&config, url), &sql).await
+                commands::data::query(
+                    &commands::data::service_url(&config, "marketdata", url),
+                    &sql,
+                )
+                .await
             }
             Command::Import {
                 file,
@@ -288,7 +302,7 @@ fn main() -> ExitCode {
                 url,
             } => {
                 commands::data::import(
-                    &commands::data::service_url(&config, url),
+                    &commands::data::service_url(&config, "marketdata", url),
                     &file,
                     table,
                     timestamp,
@@ -304,7 +318,7 @@ fn main() -> ExitCode {
                 url,
             } => {
                 commands::data::replay(
-                    &commands::data::service_url(&config, url),
+                    &commands::data::service_url(&config, "marketdata", url),
                     commands::data::ReplayOptions {
                         files,
                         speed,

@@ -6,7 +6,14 @@ use tradestack_registry::Registry;
 use tradestack_service::{Check, Service};
 
 /// Every service name, in start order.
-pub const ALL: &[&str] = &["registry", "exchange", "marketdata"];
+pub const ALL: &[&str] = &[
+    "registry",
+    "exchange",
+    "marketdata",
+    "risk",
+    "strategy",
+    "custodian",
+];
 
 /// The registry's HTTP service.
 pub struct RegistryService {

@@ -110,6 +110,12 @@ pub struct Config {
     pub strategies: Vec<toml::Table>,
     /// The risk monitor's `[risk]` table (pre-trade limits and rules).
     pub risk: toml::Table,
+    /// The strategy service's `[trading]` table (venue, funding, feed),
+    /// validated by that service.
+    pub trading: toml::Table,
+    /// The custodian's `[custody]` table (settlement cycle, wallets,
+    /// reconciliation), validated by that service.
+    pub custody: toml::Table,
 }
 
 /// Logging settings.
@@ -234,6 +240,15 @@ impl Default for Config {
                 ..ServiceConfig::default()
             },
         );
+        for (name, port) in [("strategy", 8800), ("risk", 8900), ("custodian", 8950)] {
+            services.insert(
+                name.to_string(),
+                ServiceConfig {
+                    listen: SocketAddr::from(([127, 0, 0, 1], port)),
+                    ..ServiceConfig::default()
+                },
+            );
+        }
         Config {
             data_dir: PathBuf::from("data"),
             seed: 42,
@@ -253,6 +268,8 @@ impl Default for Config {
             marketdata: toml::Table::new(),
             strategies: Vec::new(),
             risk: toml::Table::new(),
+            trading: toml::Table::new(),
+            custody: toml::Table::new(),
         }
     }
 }

@@ -235,6 +235,33 @@ pub struct Custodian {
     rng: DetRng,
     next_id: u64,
     audit: Vec<AuditRecord>,
+    /// Audit records handed out by [`Custodian::drain_audit`] so far.
+    audited: u64,
+}
+
+/// A custodian's whole state, as the service persists it.
+///
+/// Maps are lists here so the snapshot is plain JSON.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustodySnapshot {
+    /// Wallet balances.
+    pub wallets: Vec<(AccountId, AssetCode, WalletKind, Amount)>,
+    /// Deposits and withdrawals.
+    pub transfers: Vec<Transfer>,
+    /// Settlement instructions.
+    pub instructions: Vec<Instruction>,
+    /// Fill flows not yet instructed: account, asset, trade date, amount.
+    pub unsettled: Vec<(AccountId, AssetCode, i64, Amount)>,
+    /// What each balance should be.
+    pub expected: Vec<(AccountId, AssetCode, Amount)>,
+    /// Fills counted: instrument, trade id, account, buyer side.
+    pub seen: Vec<(InstrumentId, u64, AccountId, bool)>,
+    /// Chaos switched on.
+    pub chaos: CustodyChaos,
+    /// The last id given out.
+    pub next_id: u64,
+    /// Audit records handed out so far (the next one's number).
+    pub audited: u64,
 }
 
 impl Custodian {
@@ -260,7 +287,103 @@ impl Custodian {
             rng: DetRng::new(seed),
             next_id: 0,
             audit: Vec::new(),
+            audited: 0,
         }
+    }
+
+    /// The state to persist. Audit records not yet drained are not in it:
+    /// drain them first and store them with it.
+    pub fn snapshot(&self) -> CustodySnapshot {
+        CustodySnapshot {
+            wallets: self
+                .wallets
+                .iter()
+                .map(|((a, s, k), v)| (a.clone(), s.clone(), *k, *v))
+                .collect(),
+            transfers: self.transfers.values().cloned().collect(),
+            instructions: self.instructions.values().cloned().collect(),
+            unsettled: self
+                .unsettled
+                .iter()
+                .map(|((a, s, d), v)| (a.clone(), s.clone(), *d, Amount::from_raw(*v)))
+                .collect(),
+            expected: self
+                .expected
+                .iter()
+                .map(|((a, s), v)| (a.clone(), s.clone(), Amount::from_raw(*v)))
+                .collect(),
+            seen: self.seen.iter().cloned().collect(),
+            chaos: self.chaos.clone(),
+            next_id: self.next_id,
+            audited: self.audited + self.audit.len() as u64,
+        }
+    }
+
+    /// A custodian back from a snapshot. Percentage chaos continues on a
+    /// stream forked from `seed` by the snapshot's position, so a restored
+    /// custodian stays deterministic.
+    pub fn restore<'a>(
+        config: CustodyConfig,
+        instruments: impl IntoIterator<Item = &'a Instrument>,
+        seed: u64,
+        snap: CustodySnapshot,
+    ) -> Custodian {
+        let mut c = Custodian::new(config, instruments, seed);
+        c.rng = DetRng::new(seed).fork(snap.next_id);
+        c.wallets = snap
+            .wallets
+            .into_iter()
+            .map(|(a, s, k, v)| ((a, s, k), v))
+            .collect();
+        c.transfers = snap.transfers.into_iter().map(|t| (t.id, t)).collect();
+        c.instructions = snap.instructions.into_iter().map(|i| (i.id, i)).collect();
+        c.unsettled = snap
+            .unsettled
+            .into_iter()
+            .map(|(a, s, d, v)| ((a, s, d), v.raw()))
+            .collect();
+        c.expected = snap
+            .expected
+            .into_iter()
+            .map(|(a, s, v)| ((a, s), v.raw()))
+            .collect();
+        c.seen = snap.seen.into_iter().collect();
+        c.chaos = snap.chaos;
+        c.next_id = snap.next_id;
+        c.audited = snap.audited;
+        c
+    }
+
+    /// Takes the audit records not taken yet, each with its sequence
+    /// number (stable across restarts: the store refuses a number twice).
+    pub fn drain_audit(&mut self) -> Vec<(u64, AuditRecord)> {
+        let first = self.audited;
+        let out: Vec<(u64, AuditRecord)> = self
+            .audit
+            .drain(..)
+            .enumerate()
+            .map(|(i, r)| (first + i as u64, r))
+            .collect();
+        self.audited += out.len() as u64;
+        out
+    }
+
+    /// Every wallet balance: account, asset, wallet, amount.
+    pub fn wallets(&self) -> impl Iterator<Item = (&AccountId, &AssetCode, WalletKind, Amount)> {
+        self.wallets.iter().map(|((a, s, k), v)| (a, s, *k, *v))
+    }
+
+    /// Every (account, asset) custody or the fills know of.
+    pub fn known_balances(&self) -> impl Iterator<Item = (AccountId, AssetCode)> + '_ {
+        self.expected
+            .keys()
+            .cloned()
+            .chain(self.wallets.keys().map(|(a, s, _)| (a.clone(), s.clone())))
+    }
+
+    /// True when nothing has happened yet (no wallet, fill or transfer).
+    pub fn is_empty(&self) -> bool {
+        self.wallets.is_empty() && self.expected.is_empty() && self.transfers.is_empty()
     }
 
     fn id(&mut self) -> u64 {

@@ -4,10 +4,14 @@
 //! multi-day), chaos hooks (fail or delay settlements, freeze
 //! withdrawals), and the three-way reconciliation of exchange balances,
 //! custody balances and what the fills say to expect.
+//!
+//! [`custodian`] is the pure, deterministic domain; [`service`] runs it in
+//! real time as `tradestack serve custodian`, persisted in the state store.
 
 pub mod custodian;
+pub mod service;
 
 pub use custodian::{
-    AuditRecord, Break, Custodian, CustodyChaos, CustodyConfig, CustodyError, Instruction,
-    Selector, SettlementCycle, Status, Transfer, WalletKind,
+    AuditRecord, Break, Custodian, CustodyChaos, CustodyConfig, CustodyError, CustodySnapshot,
+    Instruction, Selector, SettlementCycle, Status, Transfer, WalletKind,
 };

@@ -27,6 +27,38 @@ use crate::disruption::{
 pub const FEED_TOPIC: &str = "marketdata.feed";
 /// The bus topic of injected feed faults ([`FeedDisruption`]).
 pub const DISRUPTIONS_TOPIC: &str = "marketdata.disruptions";
+/// Bus topic of the simulator's reference prices ([`ReferencePrices`]), once a second.
+pub const REFERENCE_TOPIC: &str = "marketdata.reference";
+
+/// Subscribes to the whole feed and the reference prices (no consumer
+/// group: every subscriber sees everything), as strategies and the risk
+/// monitor need them.
+pub async fn subscribe_market(
+    bus: &tradestack_bus::Bus,
+) -> Result<
+    (
+        tradestack_bus::Subscription<FeedMessage>,
+        tradestack_bus::Subscription<ReferencePrices>,
+    ),
+    tradestack_bus::BusError,
+> {
+    let feed = bus
+        .subscribe(&tradestack_bus::Topic::new(FEED_TOPIC), None)
+        .await?;
+    let reference = bus
+        .subscribe(&tradestack_bus::Topic::new(REFERENCE_TOPIC), None)
+        .await?;
+    Ok((feed, reference))
+}
+
+/// Reference (fair) prices at one instant, as published on [`REFERENCE_TOPIC`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReferencePrices {
+    /// When they held.
+    pub ts: UnixNanos,
+    /// `BTC-USD`, `USDT-USD`, ... with their prices.
+    pub prices: Vec<(InstrumentId, Price)>,
+}
 
 /// Price levels of one side of a book snapshot, best first.
 pub type Levels = Vec<(Price, Quantity)>;

@@ -117,6 +117,7 @@ pub async fn run(
     clock: Arc<dyn Clock>,
     seed: u64,
     requests: SimRequests,
+    bus: Option<tradestack_bus::Bus>,
 ) {
     let SimRequests(mut requests) = requests;
     let start = clock.now();
@@ -156,6 +157,12 @@ pub async fn run(
     tracing::info!(agents = config.agents.len(), "market simulator running");
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let mut withdrawn = false;
+    let reference_topic =
+        tradestack_bus::Topic::<crate::feed::ReferencePrices>::new(crate::feed::REFERENCE_TOPIC);
+    let reference_out = bus
+        .as_ref()
+        .and_then(|b| b.publisher(&reference_topic).ok());
+    let mut last_published = i64::MIN;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -205,6 +212,19 @@ pub async fn run(
         let now = clock.now();
         if now.0 > reference.now().0 {
             reference.step(Nanos(now.0 - reference.now().0));
+        }
+        // Strategies and the risk monitor mark to these.
+        if let Some(p) = &reference_out
+            && now.0 >= last_published.saturating_add(Nanos::SECOND.0)
+        {
+            last_published = now.0;
+            let msg = crate::feed::ReferencePrices {
+                ts: now,
+                prices: reference.prices(),
+            };
+            if let Err(e) = p.publish(None, msg).await {
+                tracing::debug!(error = %e, "reference prices not published");
+            }
         }
         for _ in 0..MAX_WAKES_PER_TICK {
             let Some(i) = population.pop_due(now.0) else {

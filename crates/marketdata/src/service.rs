@@ -275,6 +275,7 @@ impl MarketDataService {
                     clock.clone(),
                     seed,
                     requests,
+                    Some(bus.clone()),
                 ));
                 Some(control)
             }

@@ -110,11 +110,21 @@ pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
 impl UnixNanos {
     /// The UTC time as RFC 3339 to the second, e.g. `2020-02-22T00:00:00Z`.
     pub fn to_rfc3339_secs(self) -> String {
+        self.rfc3339(None)
+    }
+
+    /// The UTC time as RFC 3339 to the millisecond, e.g. `2020-02-22T00:00:00.250Z`.
+    pub fn to_rfc3339_millis(self) -> String {
+        self.rfc3339(Some(self.0.div_euclid(1_000_000).rem_euclid(1_000)))
+    }
+
+    fn rfc3339(self, millis: Option<i64>) -> String {
         let secs = self.0.div_euclid(1_000_000_000);
         let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
         let rem = secs.rem_euclid(86_400);
+        let fraction = millis.map_or(String::new(), |ms| format!(".{ms:03}"));
         format!(
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}{fraction}Z",
             rem / 3_600,
             rem % 3_600 / 60,
             rem % 60

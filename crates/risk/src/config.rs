@@ -15,6 +15,8 @@ pub struct RiskConfig {
     pub pretrade: PreTradeLimits,
     /// Post-trade rules.
     pub rules: RuleLimits,
+    /// Where alerts are sent.
+    pub delivery: crate::delivery::DeliveryConfig,
 }
 
 impl RiskConfig {

@@ -125,11 +125,23 @@ impl RiskMonitor {
         &self.fired
     }
 
-    /// A fill (of any account).
+    /// A fill (of any account): the position of its strategy, if named,
+    /// and self- and wash-trade detection.
     pub fn on_fill(&mut self, fill: &Fill, now: UnixNanos) {
+        self.on_strategy_fill(fill);
+        self.on_venue_fill(fill, now);
+    }
+
+    /// A strategy's fill, for positions and P&L only (the service gets
+    /// these attributed from the strategy service, apart from the venue's).
+    pub fn on_strategy_fill(&mut self, fill: &Fill) {
         if fill.strategy.is_some() {
             let _ = self.portfolio.apply(fill);
         }
+    }
+
+    /// A fill as the venue reports it, for self- and wash-trade detection only.
+    pub fn on_venue_fill(&mut self, fill: &Fill, now: UnixNanos) {
         let key = (fill.instrument.clone(), fill.trade_id);
         match self.halves.remove(&key) {
             None => {
@@ -196,6 +208,32 @@ impl RiskMonitor {
     /// Custody reports a break resolved.
     pub fn on_settlement_cleared(&mut self, id: &str) {
         self.breaks.remove(id);
+    }
+
+    /// A strategy asked for an order at `now` (gated or not); returns how
+    /// many it asked for in the last second.
+    pub fn on_submission(
+        &mut self,
+        strategy: &StrategyId,
+        account: &AccountId,
+        now: UnixNanos,
+    ) -> usize {
+        self.accounts
+            .entry(strategy.clone())
+            .or_insert_with(|| account.clone());
+        let q = self.submissions.entry(strategy.clone()).or_default();
+        q.push_back(now);
+        while q.front().is_some_and(|t| now.0 - t.0 >= SECOND) {
+            q.pop_front();
+        }
+        q.len()
+    }
+
+    /// Applies a state change decided elsewhere (the risk service's, seen
+    /// by a strategy service's gate), keeping who made it.
+    pub fn mirror(&mut self, t: &Transition) -> Option<Transition> {
+        self.states
+            .set(t.subject.clone(), t.to, &t.reason, t.by.clone(), t.at)
     }
 
     /// A manual state change, audited with `user`.
@@ -701,16 +739,8 @@ impl OrderGate for RiskMonitor {
         let Action::Submit(req) = &o.action else {
             return Ok(());
         };
-        self.accounts
-            .entry(o.strategy.clone())
-            .or_insert_with(|| o.account.clone());
         // Every attempt counts toward the rate, refused or not.
-        let q = self.submissions.entry(o.strategy.clone()).or_default();
-        q.push_back(now);
-        while q.front().is_some_and(|t| now.0 - t.0 >= SECOND) {
-            q.pop_front();
-        }
-        let recent = q.len();
+        let recent = self.on_submission(&o.strategy, &o.account, now);
         let limits = &self.config.pretrade;
         let position: i64 = engine
             .portfolio()

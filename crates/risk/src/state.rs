@@ -14,10 +14,13 @@ use tradestack_model::{AccountId, StrategyId, UnixNanos};
 pub enum TradingState {
     /// Trades normally.
     #[default]
+    #[serde(alias = "active")]
     Active,
     /// Only orders that reduce its position.
+    #[serde(alias = "reducing")]
     Reducing,
     /// Nothing new; its open orders were cancelled (the kill switch).
+    #[serde(alias = "halted")]
     Halted,
 }
 

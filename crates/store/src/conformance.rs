@@ -16,8 +16,8 @@ use tradestack_model::{
 
 use crate::{
     Account, AlertQuery, AuditQuery, AuditRecord, Balance, FillQuery, OrderQuery, OutboxMessage,
-    OutboxSeq, OutboxStats, RegistryRecord, ScenarioRun, StateStore, StoreError, StoredAlert,
-    WriteBatch,
+    OutboxSeq, OutboxStats, RegistryRecord, ScenarioRun, Snapshot, StateStore, StoreError,
+    StoredAlert, WriteBatch,
 };
 
 /// Generates one `#[tokio::test]` per conformance case, each calling
@@ -36,6 +36,10 @@ macro_rules! state_store_conformance {
             audit_is_append_only_and_queryable,
             scenario_runs_round_trip,
             registry_put_replace_delete,
+            snapshots_round_trip_and_replace,
+            snapshot_rolls_back_with_its_batch,
+            snapshot_if_version_is_compare_and_set,
+            snapshot_if_version_race_has_one_winner,
             outbox_order_mark_requeue_purge,
             outbox_dedupes_event_ids,
             batch_is_atomic_on_conflict,
@@ -217,6 +221,23 @@ pub fn registry_entry(id: &str, name: &str, port: u16) -> RegistryRecord {
             ("build".to_string(), "abc".to_string()),
         ]),
         registered_at: UnixNanos(1_700_000_000_000_000_000),
+    }
+}
+
+/// A service snapshot whose data varies with `version`.
+pub fn snapshot(id: &str, version: u64, ts: i64) -> Snapshot {
+    Snapshot {
+        id: id.into(),
+        version,
+        ts: UnixNanos(ts),
+        data: json!({
+            "version": version,
+            "wallets": {"hot": {"BTC": "1.5", "USDT": "-20.25"}, "cold": {}},
+            "pending": [{"id": 1, "amount": 18446744073709551615u64}, {"id": -2, "ratio": 0.5}],
+            "label": "größe ✓",
+            "paused": false,
+            "note": null
+        }),
     }
 }
 
@@ -700,6 +721,303 @@ pub async fn registry_put_replace_delete(fx: Fixture) {
     assert_eq!(
         ok(store.registry_entries().await, "registry_entries"),
         vec![bare, moved]
+    );
+}
+
+/// Snapshots round-trip (JSON equal), are replaced as a whole by id, and a
+/// missing id reads as `None`.
+pub async fn snapshots_round_trip_and_replace(fx: Fixture) {
+    let store = fx.open().await;
+    let custody = snapshot("custody", 1, 100);
+    let mut risk = snapshot("risk", i64::MAX as u64, i64::MIN);
+    risk.data = json!([]);
+    commit(
+        &store,
+        WriteBatch::new()
+            .put_snapshot(custody.clone())
+            .put_snapshot(risk.clone()),
+    )
+    .await;
+    assert_eq!(
+        ok(store.get_snapshot("custody").await, "get_snapshot"),
+        Some(custody.clone())
+    );
+    assert_eq!(
+        ok(store.get_snapshot("risk").await, "get_snapshot"),
+        Some(risk.clone())
+    );
+    assert_eq!(
+        ok(store.get_snapshot("missing").await, "get_snapshot"),
+        None
+    );
+    assert_eq!(ok(store.get_snapshot("").await, "get_snapshot"), None);
+
+    // A plain put replaces everything, even with a lower version.
+    let replaced = Snapshot {
+        id: "custody".into(),
+        version: 0,
+        ts: UnixNanos(200),
+        data: json!({"wallets": {}}),
+    };
+    commit(&store, WriteBatch::new().put_snapshot(replaced.clone())).await;
+    assert_eq!(
+        ok(store.get_snapshot("custody").await, "get_snapshot"),
+        Some(replaced)
+    );
+    assert_eq!(
+        ok(store.get_snapshot("risk").await, "get_snapshot"),
+        Some(risk)
+    );
+
+    // A version beyond BIGINT cannot be stored and fails its batch.
+    let err = store
+        .commit(WriteBatch::new().put_snapshot(snapshot("too-new", u64::MAX, 1)))
+        .await
+        .expect_err("a version above i64::MAX cannot be stored");
+    assert!(
+        matches!(err, StoreError::InvalidInput { .. }),
+        "expected InvalidInput, got: {err}"
+    );
+    assert!(err.to_string().contains("snapshot version"), "{err}");
+    assert_eq!(
+        ok(store.get_snapshot("too-new").await, "get_snapshot"),
+        None
+    );
+}
+
+/// A snapshot commits with its batch or not at all: a duplicate audit id
+/// later in the batch rolls back both a new snapshot and a replacement.
+pub async fn snapshot_rolls_back_with_its_batch(fx: Fixture) {
+    let store = fx.open().await;
+    let kept = snapshot("custody", 1, 1);
+    commit(
+        &store,
+        WriteBatch::new()
+            .put_snapshot(kept.clone())
+            .append_audit(audit_record("au-1", 1, "custody")),
+    )
+    .await;
+
+    let err = store
+        .commit(
+            WriteBatch::new()
+                .put_snapshot(snapshot("custody", 2, 2))
+                .put_snapshot(snapshot("risk", 1, 2))
+                .outbox(message(1, "custody", 2))
+                .append_audit(audit_record("au-1", 2, "custody")),
+        )
+        .await
+        .expect_err("the duplicate audit id must fail the batch");
+    assert!(err.is_conflict(), "expected a conflict, got: {err}");
+    assert!(err.to_string().contains("append_audit"), "{err}");
+    assert_eq!(
+        ok(store.get_snapshot("custody").await, "get_snapshot"),
+        Some(kept),
+        "the replacement rolled back"
+    );
+    assert_eq!(ok(store.get_snapshot("risk").await, "get_snapshot"), None);
+    assert_eq!(
+        ok(store.outbox_stats().await, "stats"),
+        OutboxStats::default()
+    );
+    assert_eq!(
+        ok(store.audit(AuditQuery::default()).await, "audit").len(),
+        1
+    );
+}
+
+/// `PutSnapshotIfVersion` writes only over the expected version (or no row
+/// for `None`); otherwise the whole batch fails with a version conflict.
+pub async fn snapshot_if_version_is_compare_and_set(fx: Fixture) {
+    let store = fx.open().await;
+    let v1 = snapshot("custody", 1, 10);
+    let v2 = snapshot("custody", 2, 20);
+
+    // None: there must be no row yet.
+    commit(
+        &store,
+        WriteBatch::new()
+            .put_snapshot_if_version(v1.clone(), None)
+            .append_audit(audit_record("au-1", 10, "custody")),
+    )
+    .await;
+    assert_eq!(
+        ok(store.get_snapshot("custody").await, "get_snapshot"),
+        Some(v1.clone())
+    );
+
+    // A second "first" writer loses, and takes its whole batch with it.
+    let err = store
+        .commit(
+            WriteBatch::new()
+                .append_audit(audit_record("au-x", 11, "custody"))
+                .outbox(message(1, "custody", 11))
+                .put_snapshot_if_version(snapshot("custody", 1, 11), None),
+        )
+        .await
+        .expect_err("None expected with a stored row must fail");
+    assert!(err.is_conflict(), "expected a conflict, got: {err}");
+    match &err {
+        StoreError::VersionConflict {
+            id,
+            expected,
+            found,
+            ..
+        } => {
+            assert_eq!(id, "custody");
+            assert_eq!(*expected, None);
+            assert_eq!(*found, Some(1));
+        }
+        other => panic!("expected VersionConflict, got: {other}"),
+    }
+    let text = err.to_string();
+    assert!(
+        text.contains("write 3 of 3") && text.contains("put_snapshot_if_version"),
+        "{text}"
+    );
+    assert_eq!(
+        ok(store.get_snapshot("custody").await, "get_snapshot"),
+        Some(v1.clone())
+    );
+    assert_eq!(
+        ok(store.outbox_stats().await, "stats"),
+        OutboxStats::default()
+    );
+    assert_eq!(
+        ok(store.audit(AuditQuery::default()).await, "audit").len(),
+        1
+    );
+
+    // The right expected version succeeds.
+    commit(
+        &store,
+        WriteBatch::new()
+            .put_snapshot_if_version(v2.clone(), Some(1))
+            .outbox(message(2, "custody", 20)),
+    )
+    .await;
+    assert_eq!(
+        ok(store.get_snapshot("custody").await, "get_snapshot"),
+        Some(v2.clone())
+    );
+    assert_eq!(ok(store.outbox_stats().await, "stats").pending, 1);
+
+    // A stale expected version fails the whole batch.
+    let err = store
+        .commit(
+            WriteBatch::new()
+                .put_account(account("acct-stale", "vip"))
+                .put_snapshot_if_version(snapshot("custody", 2, 30), Some(1))
+                .outbox(message(3, "custody", 30)),
+        )
+        .await
+        .expect_err("a stale expected version must fail");
+    assert!(
+        matches!(
+            err,
+            StoreError::VersionConflict {
+                expected: Some(1),
+                found: Some(2),
+                ..
+            }
+        ),
+        "expected a version conflict, got: {err}"
+    );
+    assert_eq!(
+        ok(store.get_snapshot("custody").await, "get_snapshot"),
+        Some(v2.clone())
+    );
+    assert_eq!(
+        ok(store.get_account(&"acct-stale".into()).await, "get_account"),
+        None
+    );
+    assert_eq!(ok(store.outbox_stats().await, "stats").pending, 1);
+
+    // Expecting a version of a snapshot that does not exist fails too.
+    let err = store
+        .commit(WriteBatch::new().put_snapshot_if_version(snapshot("risk", 5, 1), Some(4)))
+        .await
+        .expect_err("an expected version of a missing snapshot must fail");
+    assert!(
+        matches!(
+            err,
+            StoreError::VersionConflict {
+                expected: Some(4),
+                found: None,
+                ..
+            }
+        ),
+        "expected a version conflict, got: {err}"
+    );
+    assert_eq!(ok(store.get_snapshot("risk").await, "get_snapshot"), None);
+
+    // An expected version beyond BIGINT is invalid input, not a conflict.
+    let err = store
+        .commit(
+            WriteBatch::new().put_snapshot_if_version(snapshot("custody", 3, 1), Some(u64::MAX)),
+        )
+        .await
+        .expect_err("an expected version above i64::MAX cannot be stored");
+    assert!(
+        matches!(err, StoreError::InvalidInput { .. }),
+        "expected InvalidInput, got: {err}"
+    );
+    assert_eq!(
+        ok(store.get_snapshot("custody").await, "get_snapshot"),
+        Some(v2)
+    );
+}
+
+/// Writers racing from the same expected version: exactly one wins, and the
+/// losers' batches leave nothing behind.
+pub async fn snapshot_if_version_race_has_one_winner(fx: Fixture) {
+    let store = fx.open().await;
+    commit(
+        &store,
+        WriteBatch::new().put_snapshot(snapshot("custody", 1, 1)),
+    )
+    .await;
+    let writers = 8u64;
+    let mut tasks = Vec::new();
+    for i in 0..writers {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            let mut next = snapshot("custody", 2, 2);
+            next.data = json!({"writer": i});
+            let batch = WriteBatch::new()
+                .put_snapshot_if_version(next, Some(1))
+                .outbox(message(u128::from(i), "custody", 2));
+            store.commit(batch).await
+        }));
+    }
+    let mut winners = Vec::new();
+    for (i, task) in tasks.into_iter().enumerate() {
+        match task.await {
+            Ok(Ok(())) => winners.push(i as u64),
+            Ok(Err(e)) => assert!(
+                matches!(
+                    e,
+                    StoreError::VersionConflict {
+                        expected: Some(1),
+                        found: Some(2),
+                        ..
+                    }
+                ),
+                "a losing writer must see a version conflict, got: {e}"
+            ),
+            Err(e) => panic!("writer task failed: {e}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one writer wins: {winners:?}");
+    let stored = ok(store.get_snapshot("custody").await, "get_snapshot");
+    let stored = stored.expect("the winner's snapshot");
+    assert_eq!(stored.version, 2);
+    assert_eq!(stored.data, json!({"writer": winners[0]}));
+    let pending = ok(store.outbox_pending(100).await, "outbox_pending");
+    assert_eq!(pending.len(), 1, "only the winner's message is queued");
+    assert_eq!(
+        pending[0].message,
+        message(u128::from(winners[0]), "custody", 2)
     );
 }
 

@@ -66,6 +66,26 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
+    /// A [`crate::Write::PutSnapshotIfVersion`] found a different stored
+    /// version than the writer expected (another writer got there first); the
+    /// whole batch was rolled back.
+    #[error(
+        "{engine}: {op}: snapshot {id:?} was changed by another writer: expected {}, found {}",
+        describe_version(*.expected),
+        describe_version(*.found)
+    )]
+    VersionConflict {
+        /// The engine.
+        engine: &'static str,
+        /// The operation that failed.
+        op: String,
+        /// The snapshot id.
+        id: String,
+        /// The version the writer expected (`None`: no snapshot).
+        expected: Option<u64>,
+        /// The version stored when the write failed (`None`: no snapshot).
+        found: Option<u64>,
+    },
     /// A value cannot be stored (for example an id above the range of BIGINT).
     #[error("{engine}: {op}: {detail}")]
     InvalidInput {
@@ -119,8 +139,20 @@ impl StoreError {
         }
     }
 
-    /// True for [`StoreError::Conflict`].
+    /// True for [`StoreError::Conflict`] and [`StoreError::VersionConflict`]:
+    /// the batch lost against data already stored.
     pub fn is_conflict(&self) -> bool {
-        matches!(self, StoreError::Conflict { .. })
+        matches!(
+            self,
+            StoreError::Conflict { .. } | StoreError::VersionConflict { .. }
+        )
+    }
+}
+
+/// A snapshot version for [`StoreError::VersionConflict`]'s message.
+fn describe_version(version: Option<u64>) -> String {
+    match version {
+        Some(v) => format!("version {v}"),
+        None => "no snapshot".to_string(),
     }
 }

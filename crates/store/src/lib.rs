@@ -1,6 +1,6 @@
 //! The state store port: durable orders, fills, accounts, balances, alerts,
-//! audit records, scenario runs and registry entries, plus a transactional
-//! outbox for the message bus.
+//! audit records, scenario runs, registry entries and service snapshots, plus
+//! a transactional outbox for the message bus.
 //!
 //! Services depend on the object-safe [`StateStore`] trait (`Arc<dyn
 //! StateStore>`) and pick an adapter by URL with [`connect`]:
@@ -13,6 +13,9 @@
 //! messages: they commit or roll back together with the state they describe,
 //! so the bus can never announce a change the store does not have, nor miss
 //! one it does. A relay drains [`StateStore::outbox_pending`] to the broker.
+//! Likewise a service keeps its own state as a [`Snapshot`] in the batch that
+//! carries its audit records and messages; [`Write::PutSnapshotIfVersion`]
+//! refuses to overwrite a snapshot another instance has moved on.
 //!
 //! Money is stored exactly: prices and quantities as their raw `i64`, amounts
 //! as the exact decimal of their raw `i128` (PostgreSQL `NUMERIC(39,0)`,
@@ -38,7 +41,8 @@ pub use error::StoreError;
 pub use postgres::PostgresStore;
 pub use records::{
     Account, AlertQuery, AuditQuery, AuditRecord, Balance, FillQuery, OrderQuery, OutboxMessage,
-    OutboxRow, OutboxSeq, OutboxStats, RegistryRecord, ScenarioRun, StoredAlert, Write, WriteBatch,
+    OutboxRow, OutboxSeq, OutboxStats, RegistryRecord, ScenarioRun, Snapshot, StoredAlert, Write,
+    WriteBatch,
 };
 pub use sqlite::SqliteStore;
 
@@ -86,6 +90,9 @@ pub trait StateStore: Send + Sync {
 
     /// Every registry entry, by name then id.
     async fn registry_entries(&self) -> Result<Vec<RegistryRecord>, StoreError>;
+
+    /// One service snapshot by id.
+    async fn get_snapshot(&self, id: &str) -> Result<Option<Snapshot>, StoreError>;
 
     /// Up to `limit` undelivered outbox messages, lowest sequence first.
     ///

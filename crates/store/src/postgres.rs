@@ -31,6 +31,7 @@ static DIALECT: Dialect = Dialect {
     audit: "audit.records",
     scenario_runs: "audit.scenario_runs",
     registry: "registry.entries",
+    snapshots: "state.snapshots",
     outbox: "bus.outbox",
     // Exact decimals and JSON travel as text and are cast at the server, so
     // no float or driver-specific decimal type ever touches an amount.
@@ -43,8 +44,9 @@ impl_row_ext!(PgRow);
 impl_exec!(Postgres, PgRow);
 
 /// A [`crate::StateStore`] on PostgreSQL. Tables live in the `exchange`,
-/// `risk`, `audit`, `registry` and `bus` schemas (`custody` is created empty),
-/// so each domain can be granted and moved on its own.
+/// `risk`, `audit`, `registry`, `state` (service snapshots) and `bus` schemas
+/// (`custody` is created empty), so each domain can be granted and moved on
+/// its own.
 pub struct PostgresStore {
     pool: PgPool,
     stmts: Statements,

@@ -98,6 +98,22 @@ pub struct RegistryRecord {
     pub registered_at: UnixNanos,
 }
 
+/// A service's state under a stable id (e.g. `custody`), replaced as a whole,
+/// so a service can persist it in the same batch as its audit records and
+/// outbox messages.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Stable id, usually the service name; writing it again replaces the snapshot.
+    pub id: String,
+    /// The writer's version of the state, checked by
+    /// [`Write::PutSnapshotIfVersion`]; at most `i64::MAX`.
+    pub version: u64,
+    /// When the state was taken.
+    pub ts: UnixNanos,
+    /// The state itself.
+    pub data: serde_json::Value,
+}
+
 /// A message to publish on the bus once the transaction that wrote it commits.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboxMessage {
@@ -208,6 +224,19 @@ pub enum Write {
     PutRegistryEntry(RegistryRecord),
     /// Remove a registry entry (no error when absent).
     DeleteRegistryEntry(String),
+    /// Insert or replace a service snapshot (by id), whatever version is stored.
+    PutSnapshot(Snapshot),
+    /// Insert or replace a service snapshot (by id) only if the stored version
+    /// is `expected` (`None`: no snapshot is stored under the id yet);
+    /// otherwise the whole batch fails with [`crate::StoreError::VersionConflict`].
+    /// A service that lost a race to another instance thus never overwrites
+    /// newer state.
+    PutSnapshotIfVersion {
+        /// The new state, usually at version `expected + 1`.
+        snapshot: Snapshot,
+        /// The version the writer last read, or `None` if it read no snapshot.
+        expected: Option<u64>,
+    },
     /// Queue a bus message; a message with an id already queued is kept as is.
     Outbox(OutboxMessage),
 }
@@ -225,6 +254,8 @@ impl Write {
             Write::PutScenarioRun(_) => "put_scenario_run",
             Write::PutRegistryEntry(_) => "put_registry_entry",
             Write::DeleteRegistryEntry(_) => "delete_registry_entry",
+            Write::PutSnapshot(_) => "put_snapshot",
+            Write::PutSnapshotIfVersion { .. } => "put_snapshot_if_version",
             Write::Outbox(_) => "outbox",
         }
     }
@@ -287,6 +318,14 @@ impl WriteBatch {
     /// Adds [`Write::DeleteRegistryEntry`].
     pub fn delete_registry_entry(self, id: impl Into<String>) -> Self {
         self.with(Write::DeleteRegistryEntry(id.into()))
+    }
+    /// Adds [`Write::PutSnapshot`].
+    pub fn put_snapshot(self, snapshot: Snapshot) -> Self {
+        self.with(Write::PutSnapshot(snapshot))
+    }
+    /// Adds [`Write::PutSnapshotIfVersion`].
+    pub fn put_snapshot_if_version(self, snapshot: Snapshot, expected: Option<u64>) -> Self {
+        self.with(Write::PutSnapshotIfVersion { snapshot, expected })
     }
     /// Adds [`Write::Outbox`].
     pub fn outbox(self, message: OutboxMessage) -> Self {

@@ -22,7 +22,8 @@ use tradestack_model::{
 use crate::error::StoreError;
 use crate::records::{
     Account, AlertQuery, AuditQuery, AuditRecord, Balance, FillQuery, OrderQuery, OutboxMessage,
-    OutboxRow, OutboxSeq, OutboxStats, RegistryRecord, ScenarioRun, StoredAlert, Write, WriteBatch,
+    OutboxRow, OutboxSeq, OutboxStats, RegistryRecord, ScenarioRun, Snapshot, StoredAlert, Write,
+    WriteBatch,
 };
 
 /// A bind parameter.
@@ -143,8 +144,11 @@ macro_rules! impl_exec {
             }
         }
 
+        // For every lifetime, not just `'static`: `commit`'s future must be
+        // `Send`, and proving that for rows fetched inside the transaction
+        // needs the impl to hold for any (erased) transaction lifetime.
         #[async_trait::async_trait]
-        impl $crate::sql::Exec for sqlx::Transaction<'static, $db> {
+        impl<'c> $crate::sql::Exec for sqlx::Transaction<'c, $db> {
             type Row = $row;
             async fn execute(
                 &mut self,
@@ -285,6 +289,13 @@ macro_rules! impl_state_store {
                 $crate::sql::registry_entries(&mut self.pool.clone(), &self.stmts).await
             }
 
+            async fn get_snapshot(
+                &self,
+                id: &str,
+            ) -> Result<Option<$crate::Snapshot>, $crate::StoreError> {
+                $crate::sql::get_snapshot(&mut self.pool.clone(), &self.stmts, id).await
+            }
+
             async fn outbox_pending(
                 &self,
                 limit: u32,
@@ -335,6 +346,7 @@ pub(crate) struct Dialect {
     pub audit: &'static str,
     pub scenario_runs: &'static str,
     pub registry: &'static str,
+    pub snapshots: &'static str,
     pub outbox: &'static str,
     /// Appended to a placeholder bound with an exact decimal string.
     pub numeric_param: &'static str,
@@ -437,6 +449,12 @@ const REGISTRY_COLS: &[(&str, Ty)] = &[
     ("meta", Json),
     ("registered_at", Plain),
 ];
+const SNAPSHOT_COLS: &[(&str, Ty)] = &[
+    ("id", Plain),
+    ("version", Plain),
+    ("ts", Plain),
+    ("data", Json),
+];
 /// Insert columns of the outbox; `seq` is assigned by the database.
 const OUTBOX_COLS: &[(&str, Ty)] = &[
     ("event_id", Plain),
@@ -468,6 +486,7 @@ pub(crate) struct Statements {
     audit_cols: String,
     run_cols: String,
     registry_cols: String,
+    snapshot_cols: String,
     outbox_cols: String,
     put_order: String,
     put_fill: String,
@@ -478,6 +497,11 @@ pub(crate) struct Statements {
     put_run: String,
     put_registry: String,
     delete_registry: String,
+    put_snapshot: String,
+    /// Inserts a snapshot only if none is stored under its id (changes 0 rows otherwise).
+    insert_snapshot: String,
+    /// Replaces a snapshot only if its stored version is `$5` (changes 0 rows otherwise).
+    update_snapshot_if: String,
     put_outbox: String,
 }
 
@@ -539,6 +563,7 @@ impl Statements {
             audit_cols: select(AUDIT_COLS),
             run_cols: select(RUN_COLS),
             registry_cols: select(REGISTRY_COLS),
+            snapshot_cols: select(SNAPSHOT_COLS),
             outbox_cols: format!("seq, {}", select(OUTBOX_COLS)),
             put_order: insert(d.orders, ORDER_COLS, &["id"], OnConflict::Update),
             put_fill: insert(
@@ -559,6 +584,16 @@ impl Statements {
             put_run: insert(d.scenario_runs, RUN_COLS, &["id"], OnConflict::Update),
             put_registry: insert(d.registry, REGISTRY_COLS, &["id"], OnConflict::Update),
             delete_registry: format!("DELETE FROM {} WHERE id = $1", d.registry),
+            put_snapshot: insert(d.snapshots, SNAPSHOT_COLS, &["id"], OnConflict::Update),
+            insert_snapshot: insert(d.snapshots, SNAPSHOT_COLS, &["id"], OnConflict::Ignore),
+            // Same parameter order as the inserts, plus the expected version.
+            // Under concurrency PostgreSQL re-checks the WHERE clause against
+            // the row a competing transaction committed, and SQLite serializes
+            // writers, so exactly one of two racing writers changes the row.
+            update_snapshot_if: format!(
+                "UPDATE {} SET version = $2, ts = $3, data = $4{} WHERE id = $1 AND version = $5",
+                d.snapshots, d.json_param
+            ),
             put_outbox: insert(d.outbox, OUTBOX_COLS, &["event_id"], OnConflict::Ignore),
         }
     }
@@ -596,6 +631,26 @@ fn json_text<T: Serialize>(value: &T, what: &str) -> Result<String, String> {
 
 fn amount_text(amount: Amount) -> String {
     amount.raw().to_string()
+}
+
+/// A snapshot version as BIGINT; versions above `i64::MAX` cannot be stored.
+fn version_arg(version: u64) -> Result<i64, String> {
+    i64::try_from(version).map_err(|_| {
+        format!(
+            "snapshot version {version} is above the largest storable version {}",
+            i64::MAX
+        )
+    })
+}
+
+/// The id, version, ts and data parameters of a snapshot write.
+fn snapshot_args(s: &Snapshot) -> Result<Vec<Arg>, String> {
+    Ok(vec![
+        Arg::Text(s.id.clone()),
+        Arg::I64(version_arg(s.version)?),
+        Arg::I64(s.ts.0),
+        Arg::Text(json_text(&s.data, "snapshot data")?),
+    ])
 }
 
 /// The statement and parameters for one write.
@@ -718,6 +773,15 @@ fn write_sql<'s>(st: &'s Statements, write: &Write) -> Result<(&'s str, Vec<Arg>
             ],
         ),
         Write::DeleteRegistryEntry(id) => (&st.delete_registry, vec![Arg::Text(id.clone())]),
+        Write::PutSnapshot(s) => (&st.put_snapshot, snapshot_args(s)?),
+        Write::PutSnapshotIfVersion { snapshot, expected } => match expected {
+            None => (&st.insert_snapshot, snapshot_args(snapshot)?),
+            Some(v) => {
+                let mut args = snapshot_args(snapshot)?;
+                args.push(Arg::I64(version_arg(*v)?));
+                (&st.update_snapshot_if, args)
+            }
+        },
         Write::Outbox(m) => (
             &st.put_outbox,
             vec![
@@ -784,6 +848,10 @@ impl<'r, R: RowExt> Reader<'r, R> {
     fn id(&self, col: &str) -> Result<u64, StoreError> {
         let v = self.i64(col)?;
         u64::try_from(v).map_err(|_| self.bad(col, format!("negative id {v}")))
+    }
+    fn version(&self, col: &str) -> Result<u64, StoreError> {
+        let v = self.i64(col)?;
+        u64::try_from(v).map_err(|_| self.bad(col, format!("negative version {v}")))
     }
     fn amount(&self, col: &str) -> Result<Amount, StoreError> {
         let s = self.text(col)?;
@@ -923,6 +991,19 @@ fn registry_from<R: RowExt>(r: &Reader<'_, R>) -> Result<RegistryRecord, StoreEr
     })
 }
 
+fn snapshot_from<R: RowExt>(r: &Reader<'_, R>) -> Result<Snapshot, StoreError> {
+    Ok(Snapshot {
+        id: r.text("id")?,
+        version: r.version("version")?,
+        ts: r.ts("ts")?,
+        data: r.json("data")?,
+    })
+}
+
+fn version_from<R: RowExt>(r: &Reader<'_, R>) -> Result<u64, StoreError> {
+    r.version("version")
+}
+
 fn outbox_from<R: RowExt>(r: &Reader<'_, R>) -> Result<OutboxRow, StoreError> {
     let id = r.text("event_id")?;
     let id = u128::from_str_radix(&id, 16)
@@ -1025,9 +1106,24 @@ pub(crate) async fn apply_batch<E: Exec>(
             op: op(),
             detail,
         })?;
-        ex.execute(sql, args)
+        let changed = ex
+            .execute(sql, args)
             .await
             .map_err(|e| StoreError::db(engine, op(), e))?;
+        if let Write::PutSnapshotIfVersion { snapshot, expected } = write
+            && changed != 1
+        {
+            // Not the expected version: report what is there instead. The
+            // transaction rolls back, so nothing of the batch is kept.
+            let found = snapshot_version(ex, st, &snapshot.id).await?;
+            return Err(StoreError::VersionConflict {
+                engine,
+                op: op(),
+                id: snapshot.id.clone(),
+                expected: *expected,
+                found,
+            });
+        }
     }
     Ok(())
 }
@@ -1193,6 +1289,31 @@ pub(crate) async fn registry_entries<E: Exec>(
 ) -> Result<Vec<RegistryRecord>, StoreError> {
     let sql = Select::new(&st.registry_cols, st.d.registry).finish("name, id", None);
     query_all(ex, st, "registry_entries", "registry", sql, registry_from).await
+}
+
+pub(crate) async fn get_snapshot<E: Exec>(
+    ex: &mut E,
+    st: &Statements,
+    id: &str,
+) -> Result<Option<Snapshot>, StoreError> {
+    let mut q = Select::new(&st.snapshot_cols, st.d.snapshots);
+    q.filter("id", "=", Arg::Text(id.to_owned()));
+    let sql = q.finish("id", None);
+    let rows = query_all(ex, st, "get_snapshot", "snapshots", sql, snapshot_from).await?;
+    Ok(rows.into_iter().next())
+}
+
+/// The stored version of snapshot `id`, if there is one.
+async fn snapshot_version<E: Exec>(
+    ex: &mut E,
+    st: &Statements,
+    id: &str,
+) -> Result<Option<u64>, StoreError> {
+    let mut q = Select::new("version", st.d.snapshots);
+    q.filter("id", "=", Arg::Text(id.to_owned()));
+    let sql = q.finish("id", None);
+    let versions = query_all(ex, st, "snapshot_version", "snapshots", sql, version_from).await?;
+    Ok(versions.into_iter().next())
 }
 
 pub(crate) async fn outbox_pending<E: Exec>(

@@ -35,6 +35,7 @@ static DIALECT: Dialect = Dialect {
     audit: "audit_records",
     scenario_runs: "audit_scenario_runs",
     registry: "registry_entries",
+    snapshots: "state_snapshots",
     outbox: "bus_outbox",
     // TEXT columns hold exact decimals and JSON as they are.
     numeric_param: "",

@@ -81,7 +81,7 @@ async fn one_schema_per_domain() {
     let mut raw = sqlx::PgConnection::connect(&db.url()).await.expect("raw");
     let schemas: Vec<String> = sqlx::query_scalar(
         "SELECT schema_name::text FROM information_schema.schemata
-         WHERE schema_name IN ('exchange', 'custody', 'risk', 'audit', 'registry', 'bus')
+         WHERE schema_name IN ('exchange', 'custody', 'risk', 'audit', 'registry', 'state', 'bus')
          ORDER BY 1",
     )
     .fetch_all(&mut raw)
@@ -89,11 +89,13 @@ async fn one_schema_per_domain() {
     .expect("schemas");
     assert_eq!(
         schemas,
-        ["audit", "bus", "custody", "exchange", "registry", "risk"]
+        [
+            "audit", "bus", "custody", "exchange", "registry", "risk", "state"
+        ]
     );
     let tables: Vec<String> = sqlx::query_scalar(
         "SELECT (table_schema || '.' || table_name)::text FROM information_schema.tables
-         WHERE table_schema IN ('exchange', 'custody', 'risk', 'audit', 'registry', 'bus')
+         WHERE table_schema IN ('exchange', 'custody', 'risk', 'audit', 'registry', 'state', 'bus')
          ORDER BY 1",
     )
     .fetch_all(&mut raw)
@@ -111,6 +113,7 @@ async fn one_schema_per_domain() {
             "exchange.orders",
             "registry.entries",
             "risk.alerts",
+            "state.snapshots",
         ]
     );
     // Amounts are exact decimals, never floating point.
@@ -122,6 +125,19 @@ async fn one_schema_per_domain() {
     .await
     .expect("column types");
     assert_eq!(money_types, ["numeric"]);
+    // Snapshot state is JSONB, its version and timestamp BIGINT.
+    let snapshot_types: Vec<String> = sqlx::query_scalar(
+        "SELECT (column_name || ' ' || data_type)::text FROM information_schema.columns
+         WHERE table_schema = 'state' AND table_name = 'snapshots'
+         ORDER BY ordinal_position",
+    )
+    .fetch_all(&mut raw)
+    .await
+    .expect("column types");
+    assert_eq!(
+        snapshot_types,
+        ["id text", "version bigint", "ts bigint", "data jsonb"]
+    );
     drop(raw);
     store.close().await;
     db.drop_db().await;

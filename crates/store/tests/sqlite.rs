@@ -115,6 +115,14 @@ async fn corrupt_rows_are_errors_not_panics() {
     assert!(err.to_string().contains("orders.side"), "{err}");
     let err = store.balances(&"a".into()).await.expect_err("bad amount");
     assert!(err.to_string().contains("balances.free"), "{err}");
+
+    sqlx::query("INSERT INTO state_snapshots VALUES ('custody', 1, 0, '{not json')")
+        .execute(&mut raw)
+        .await
+        .expect("raw insert");
+    let err = store.get_snapshot("custody").await.expect_err("bad JSON");
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains("snapshots.data"), "{err}");
 }
 
 #[tokio::test]

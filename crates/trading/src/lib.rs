@@ -12,16 +12,23 @@
 //! - [`backtest`]: one strategy over recorded data, with the report.
 //! - [`session`]: strategies beside the market simulator's agents on the
 //!   exchange core, in simulated time.
+//! - [`live`]: the same engine in real time, fed from the bus, trading
+//!   through a [`venue`] (the exchange in this process, or a remote one
+//!   over its API); [`service`] serves it as `tradestack serve strategy`.
 
 pub mod backtest;
 pub mod engine;
 pub mod gate;
+pub mod live;
+pub mod metrics;
 pub mod misbehaviour;
 pub mod portfolio;
 pub mod report;
+pub mod service;
 pub mod session;
 pub mod strategies;
 pub mod strategy;
+pub mod venue;
 
 pub use engine::{EngineError, Outgoing, StrategyEngine};
 pub use gate::{OrderGate, Refusal};

@@ -10,10 +10,10 @@ use anyhow::{Context, bail};
 use serde_json::Value;
 use tradestack_config::Config;
 
-/// The market-data service's URL: `--url`, else its configured address.
-pub fn service_url(config: &Config, url: Option<String>) -> String {
+/// A service's URL: `--url`, else its configured address.
+pub fn service_url(config: &Config, service: &str, url: Option<String>) -> String {
     url.unwrap_or_else(|| {
-        let cfg = config.service("marketdata");
+        let cfg = config.service(service);
         let host = cfg.advertise.clone().unwrap_or_else(|| {
             let a = cfg.listen;
             if a.ip().is_unspecified() {

@@ -4,5 +4,6 @@ pub mod backtest;
 pub mod bench;
 pub mod bench_ingest;
 pub mod data;
+pub mod risk;
 pub mod status;
 pub mod up;

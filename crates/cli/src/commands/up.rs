@@ -51,14 +51,10 @@ pub async fn run(config: Config, only: Option<String>) -> anyhow::Result<ExitCod
         RegistryLink::Remote(RegistryClient::new(rt.config.registry.url.clone()))
     };
     if wanted("registry") {
-        let cfg = rt.config.service("registry");
         let svc = Arc::new(RegistryService {
             registry: registry.clone(),
         });
-        running.push(
-            tradestack_service::start(&rt, svc, cfg.listen, cfg.advertise.clone(), link.clone())
-                .await?,
-        );
+        running.push(serve(&rt, svc, &link).await?);
     }
     let md_settings =
         tradestack_marketdata::service::MarketDataSettings::from_table(&rt.config.marketdata)
@@ -66,7 +62,6 @@ pub async fn run(config: Config, only: Option<String>) -> anyhow::Result<ExitCod
     let mut exchange_handle = None;
     let mut exchange_bars = None;
     if wanted("exchange") {
-        let cfg = rt.config.service("exchange");
         let settings = tradestack_exchange::ExchangeSettings::from_table(&rt.config.exchange)
             .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
         let svc = tradestack_exchange::ExchangeService::start(
@@ -81,20 +76,10 @@ pub async fn run(config: Config, only: Option<String>) -> anyhow::Result<ExitCod
         .context("exchange journal")?;
         exchange_handle = Some(svc.handle().clone());
         exchange_bars = Some(svc.minute_bars().clone());
-        running.push(
-            tradestack_service::start(
-                &rt,
-                Arc::new(svc),
-                cfg.listen,
-                cfg.advertise.clone(),
-                link.clone(),
-            )
-            .await?,
-        );
+        running.push(serve(&rt, Arc::new(svc), &link).await?);
     }
     let mut ilp = None;
     if wanted("marketdata") {
-        let cfg = rt.config.service("marketdata");
         let svc = tradestack_marketdata::service::MarketDataService::start(
             md_settings,
             tradestack_marketdata::service::Context {
@@ -110,16 +95,93 @@ pub async fn run(config: Config, only: Option<String>) -> anyhow::Result<ExitCod
         .await
         .context("market data")?;
         ilp = svc.ilp_addr();
-        running.push(
-            tradestack_service::start(
-                &rt,
-                Arc::new(svc),
-                cfg.listen,
-                cfg.advertise.clone(),
-                link.clone(),
-            )
-            .await?,
+        running.push(serve(&rt, Arc::new(svc), &link).await?);
+    }
+    let strategies = tradestack_trading::strategies::from_tables(&rt.config.strategies)
+        .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+    let accounts = tradestack_risk::service::strategy_accounts(&strategies);
+    let trading = tradestack_trading::service::TradingSettings::from_table(&rt.config.trading)
+        .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+    let risk_config = tradestack_risk::RiskConfig::from_table(&rt.config.risk)
+        .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+    // Risk starts before the strategies so it hears their first orders.
+    if wanted("risk") {
+        let instruments = tradestack_exchange::ExchangeSettings::from_table(&rt.config.exchange)
+            .map_err(|e| anyhow::anyhow!("configuration: {e}"))?
+            .instruments;
+        let svc = tradestack_risk::service::RiskService::start(
+            risk_config.clone(),
+            &instruments,
+            &accounts,
+            tradestack_risk::service::Context {
+                bus: rt.bus.clone(),
+                store: rt.store.clone(),
+                clock: rt.clock.clone(),
+                metrics: rt.metrics.clone(),
+                feed_venue: trading.feed_venue.clone(),
+                shutdown: rt.shutdown_signal(),
+            },
+        )
+        .await
+        .context("risk")?;
+        running.push(serve(&rt, Arc::new(svc), &link).await?);
+    }
+    if wanted("strategy") {
+        let venue = tradestack_trading::service::venue_for(&trading, exchange_handle.clone())
+            .context("strategy")?;
+        let instruments = venue.instruments().await.context("strategy venue")?;
+        let mut gate = tradestack_risk::RiskMonitor::new(
+            risk_config.clone(),
+            instruments.iter(),
+            rt.clock.now(),
         );
+        for (s, a) in &accounts {
+            gate.register(s.clone(), a.clone());
+        }
+        let svc = tradestack_trading::service::StrategyService::start(
+            &trading,
+            &strategies,
+            gate,
+            venue,
+            tradestack_trading::service::Context {
+                bus: rt.bus.clone(),
+                clock: rt.clock.clone(),
+                metrics: rt.metrics.clone(),
+                shutdown: rt.shutdown_signal(),
+            },
+        )
+        .await
+        .context("strategy")?;
+        tradestack_risk::service::follow_states(&rt.bus, &*rt.store, svc.driver().clone())
+            .await
+            .context("strategy")?;
+        running.push(serve(&rt, Arc::new(svc), &link).await?);
+    }
+    // The custodian opens the accounts' balances after the strategies funded them.
+    if wanted("custodian") {
+        let mut settings =
+            tradestack_custody::service::CustodySettings::from_table(&rt.config.custody)
+                .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+        if settings.accounts.is_empty() {
+            let unique: std::collections::BTreeSet<_> =
+                accounts.iter().map(|(_, a)| a.clone()).collect();
+            settings.accounts = unique.into_iter().collect();
+        }
+        let venue = tradestack_trading::service::venue_for(&trading, exchange_handle.clone())
+            .context("custodian")?;
+        let svc = tradestack_custody::service::CustodianService::start(
+            settings,
+            tradestack_custody::service::Context {
+                store: rt.store.clone(),
+                bus: rt.bus.clone(),
+                clock: rt.clock.clone(),
+                venue,
+                shutdown: rt.shutdown_signal(),
+            },
+        )
+        .await
+        .context("custodian")?;
+        running.push(serve(&rt, Arc::new(svc), &link).await?);
     }
     say(&format!(
         "tradestack {} is up (bus={}, state={}, cache={})",
@@ -146,6 +208,16 @@ pub async fn run(config: Config, only: Option<String>) -> anyhow::Result<ExitCod
     guard.shutdown();
     say("stopped cleanly");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Serves a started service on its configured address and registers it.
+async fn serve(
+    rt: &Runtime,
+    svc: Arc<dyn tradestack_service::Service>,
+    link: &RegistryLink,
+) -> Result<RunningService, tradestack_service::ServiceError> {
+    let cfg = rt.config.service(svc.name());
+    tradestack_service::start(rt, svc, cfg.listen, cfg.advertise.clone(), link.clone()).await
 }
 
 /// Prints a line; a closed stdout (e.g. piped into `head`) is not an error.

@@ -24,6 +24,9 @@ impl Proc {
             .env("TRADESTACK_SERVICES__REGISTRY__LISTEN", "127.0.0.1:0")
             .env("TRADESTACK_SERVICES__EXCHANGE__LISTEN", "127.0.0.1:0")
             .env("TRADESTACK_SERVICES__MARKETDATA__LISTEN", "127.0.0.1:0")
+            .env("TRADESTACK_SERVICES__RISK__LISTEN", "127.0.0.1:0")
+            .env("TRADESTACK_SERVICES__STRATEGY__LISTEN", "127.0.0.1:0")
+            .env("TRADESTACK_SERVICES__CUSTODIAN__LISTEN", "127.0.0.1:0")
             .env("TRADESTACK_MARKETDATA__ILP_LISTEN", "127.0.0.1:0")
             // The tests' books hold only their own orders.
             .env("TRADESTACK_MARKETDATA__SIMULATE", "false")
