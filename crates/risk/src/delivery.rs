@@ -520,6 +520,9 @@ impl Notifier {
             ));
         }
 
+        // https receivers need a TLS provider; the first one installed in the
+        // process wins, so another component's choice is kept.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
             .timeout(config.retry.timeout.as_std())
             // A redirect would carry the token elsewhere, and turns POST into GET.
@@ -570,9 +573,29 @@ impl Notifier {
     /// Queues `change` for every target whose `min_severity` it meets, without
     /// waiting; returns how many targets took it. A full queue drops it (counted).
     pub fn send(&self, change: &AlertChange) -> usize {
+        self.queue(change, None)
+    }
+
+    /// Sends the still-firing `active` alerts to Alertmanager again: it
+    /// resolves an alert it has not heard of for its `resolve_timeout`
+    /// (5 minutes by default), so a long condition must be repeated. Chat
+    /// receivers hear of each change once.
+    pub fn refresh(&self, active: &[Alert]) -> usize {
+        active
+            .iter()
+            .filter(|a| !a.resolved)
+            .map(|a| self.queue(&AlertChange::Fired(a.clone()), Some(Receiver::Alertmanager)))
+            .sum()
+    }
+
+    fn queue(&self, change: &AlertChange, only: Option<Receiver>) -> usize {
         let severity = change.alert().severity;
         let mut queued = 0;
-        for t in self.targets.iter().filter(|t| severity >= t.min_severity) {
+        for t in self
+            .targets
+            .iter()
+            .filter(|t| severity >= t.min_severity && only.is_none_or(|r| r == t.receiver))
+        {
             self.pending.fetch_add(1, Ordering::SeqCst);
             match t.tx.try_send(change.clone()) {
                 Ok(()) => queued += 1,

@@ -480,9 +480,21 @@ async fn watch_bus(
     }
 }
 
+/// How often firing alerts are repeated to Alertmanager (well inside its
+/// default 5-minute `resolve_timeout`).
+const ALERTMANAGER_REFRESH: Duration = Duration::from_secs(60);
+
 /// Runs the rules on their cadence.
 async fn evaluate_loop(svc: RiskService, mut shutdown: watch::Receiver<bool>) {
+    let mut refreshed = tokio::time::Instant::now();
     loop {
+        if let Some(n) = &svc.notifier
+            && refreshed.elapsed() >= ALERTMANAGER_REFRESH
+        {
+            refreshed = tokio::time::Instant::now();
+            let active: Vec<Alert> = svc.monitor.lock().alerts().active().cloned().collect();
+            n.refresh(&active);
+        }
         let next = svc.monitor.lock().next_evaluation();
         let wait = (next.0 - svc.clock.now().0).clamp(0, 60_000_000_000);
         tokio::select! {

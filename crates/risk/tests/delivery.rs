@@ -389,3 +389,33 @@ fn start_needs_a_runtime() {
     let err = Notifier::start(&DeliveryConfig::default(), None).unwrap_err();
     assert!(matches!(err, DeliveryError::NoRuntime), "{err:?}");
 }
+
+#[tokio::test]
+async fn refresh_repeats_firing_alerts_to_alertmanager_only() {
+    let (am_url, am) = serve(&[]).await;
+    let (tg_url, tg) = serve(&[]).await;
+    let var = "TRADESTACK_TEST_DELIVERY_TG_TOKEN_REFRESH";
+    // SAFETY: the variable name is unique to this test; no other thread reads it.
+    unsafe { std::env::set_var(var, "42:refresh") };
+    let mut config = alertmanager(&am_url);
+    config.telegram = telegram(&tg_url, var).telegram;
+    let n = Notifier::start(&config, None).unwrap();
+    n.send(&fired(Severity::Critical));
+    drain(&n).await;
+    // One still firing, one resolved: only the firing one is repeated.
+    let queued = n.refresh(&[
+        alert(Severity::Critical, false),
+        alert(Severity::Critical, true),
+    ]);
+    assert_eq!(queued, 1);
+    drain(&n).await;
+    let repeated = am.requests();
+    assert_eq!(repeated.len(), 2, "{repeated:#?}");
+    assert_eq!(repeated[1].body, repeated[0].body);
+    assert!(repeated[1].body[0].get("endsAt").is_none());
+    assert_eq!(
+        tg.requests().len(),
+        1,
+        "chat receivers hear of each change once"
+    );
+}

@@ -490,3 +490,142 @@ fn settings_refuse_unknown_keys_and_hide_secrets() {
     let err = RemoteVenue::new(twice).expect_err("two keys for alice");
     assert_eq!(err.key, "credentials[2].account");
 }
+
+/// Polls the driver until `f` is true, for up to 10 s.
+async fn driver_until(
+    driver: &tradestack_trading::live::DriverHandle<tradestack_trading::gate::Open>,
+    what: &str,
+    f: impl Fn(&tradestack_trading::live::Desk<tradestack_trading::gate::Open>) -> bool
+    + Send
+    + Sync
+    + Clone
+    + 'static,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let f = f.clone();
+        if driver.read(move |d| f(d)).await.expect("driver runs") {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The strategy service's live driver, unchanged, on the remote venue: it
+/// funds its account through the admin API, quotes over signed REST when
+/// the feed moves, and hears its fill on the private WebSocket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_driver_trades_through_the_remote_venue() {
+    use tradestack_trading::service::{Context, StrategyService, TradingSettings, VenueChoice};
+
+    let ex = exchange().await;
+    let clock: Arc<dyn Clock> = Arc::new(RealClock::new());
+    // The strategy side's own bus: only market data travels on it here.
+    let bus = tradestack_bus::Bus::memory(clock.clone(), 2);
+    let strategies = tradestack_trading::strategies::from_tables(&[toml::from_str(
+        r#"
+        id = "mm"
+        account = "alice"
+        kind = "market_maker"
+        instrument = "BTC-USDT"
+        size = "0.01"
+        max_inventory = "1"
+        half_spread_bps = 5
+        refresh = "500ms"
+        "#,
+    )
+    .expect("strategy TOML")])
+    .expect("strategy");
+    let mut trading = TradingSettings {
+        venue: VenueChoice::Remote,
+        remote: Some(settings(&ex.url)),
+        funding: amount("100000"),
+        ..TradingSettings::default()
+    };
+    trading.bar_intervals = vec![60_000_000_000];
+    let venue = tradestack_trading::service::venue_for(&trading, None).expect("remote venue");
+    let (_stop, shutdown) = tokio::sync::watch::channel(false);
+    let svc = StrategyService::start(
+        &trading,
+        &strategies,
+        tradestack_trading::gate::Open,
+        venue.clone(),
+        Context {
+            bus: bus.clone(),
+            clock: clock.clone(),
+            metrics: tradestack_telemetry::Metrics::new("strategy", "test"),
+            shutdown,
+        },
+    )
+    .await
+    .expect("strategy service starts");
+    assert_eq!(
+        venue.balance(&acc("alice"), &AssetCode::new("USDT")).await,
+        Ok(amount("100000")),
+        "funded through the admin API"
+    );
+
+    // A quote on the feed: the market maker quotes both sides.
+    let feed = bus
+        .publisher(&tradestack_bus::Topic::new(
+            tradestack_marketdata::feed::FEED_TOPIC,
+        ))
+        .expect("publisher");
+    let quote = tradestack_model::Quote {
+        instrument: btc_usdt(),
+        bid: "42000".parse().unwrap(),
+        bid_size: "1".parse().unwrap(),
+        ask: "42010".parse().unwrap(),
+        ask_size: "1".parse().unwrap(),
+        ts: clock.now(),
+    };
+    feed.publish(
+        None,
+        tradestack_marketdata::feed::FeedMessage {
+            venue: "tradestack".into(),
+            event: tradestack_marketdata::feed::FeedEvent::Quote(quote),
+        },
+    )
+    .await
+    .expect("quote published");
+    let id = StrategyId::new("mm");
+    let id2 = id.clone();
+    driver_until(svc.driver(), "two resting quotes", move |d| {
+        d.engine.open_orders(&id2).len() == 2 && d.stats.sent >= 2
+    })
+    .await;
+
+    // Bob sells into the bid: the fill reaches the strategy over the WebSocket.
+    venue
+        .deposit(&acc("bob"), &AssetCode::new("BTC"), amount("1"))
+        .await
+        .expect("bob funded");
+    let hit = Outgoing {
+        strategy: StrategyId::new("taker"),
+        account: acc("bob"),
+        action: Action::Submit(OrderRequest {
+            client_order_id: ClientOrderId::new("bob-1"),
+            instrument: btc_usdt(),
+            side: Side::Sell,
+            order_type: OrderType::Market,
+            time_in_force: TimeInForce::Ioc,
+            price: None,
+            quantity: "0.01".parse().unwrap(),
+        }),
+    };
+    venue.send(&hit).await.expect("bob's sell accepted");
+    let id3 = id.clone();
+    driver_until(svc.driver(), "the strategy's fill", move |d| {
+        d.engine.stats(&id3).is_some_and(|s| s.fills == 1)
+    })
+    .await;
+    let views = svc
+        .driver()
+        .read(|d| d.engine.portfolio().views(None))
+        .await
+        .expect("driver runs");
+    assert_eq!(views.len(), 1);
+    assert_eq!(views[0].strategy, Some(id));
+    assert_eq!(views[0].quantity, amount("0.01"), "long the 0.01 bob sold");
+}
