@@ -148,6 +148,57 @@ async fn strategies_risk_and_custody_run_together() {
     })
     .await;
 
+    // Custody chaos: BTC settlements fail, custody reports the break, and
+    // the risk monitor raises settlement_break; retried, it resolves.
+    let http = reqwest::Client::new();
+    let r = http
+        .put(format!("{custodian}/api/v1/custody/chaos"))
+        .json(&json!({"fail": [{"asset": "BTC"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    until(60, "the settlement_break alert", || async {
+        let a = get(&format!("{risk}/api/v1/risk/alerts?active=true")).await;
+        a.as_array()?
+            .iter()
+            .any(|a| a["rule"] == "settlement_break" && a["subject"] == "desk-mm BTC")
+            .then_some(())
+    })
+    .await;
+    http.put(format!("{custodian}/api/v1/custody/chaos"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    let failed: Vec<u64> = get(&format!("{custodian}/api/v1/custody/instructions"))
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["status"]["status"] == "failed")
+        .map(|i| i["id"].as_u64().unwrap())
+        .collect();
+    assert!(!failed.is_empty());
+    for id in &failed {
+        let r = http
+            .post(format!(
+                "{custodian}/api/v1/custody/instructions/{id}/retry"
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    until(30, "settlement_break resolved", || async {
+        let a = get(&format!("{risk}/api/v1/risk/alerts")).await;
+        a.as_array()?
+            .iter()
+            .any(|a| a["rule"] == "settlement_break" && a["resolved"] == true)
+            .then_some(())
+    })
+    .await;
+
     // A manual halt through the CLI: every order cancelled, none refilled.
     let (ok, out) = cli(&[
         "risk",

@@ -81,6 +81,10 @@ pub struct CustodySettings {
     pub reconcile_every: ConfigDuration,
     /// Seed of percentage chaos.
     pub seed: u64,
+    /// Reconciliations in a row a difference must show up in before it is
+    /// reported: the venue's balances and the fills reach custody by
+    /// different paths, so one run can catch a fill on one side only.
+    pub confirm_breaks: u32,
 }
 
 /// The settlement cycle as written in TOML: `"t0"` or a number of days.
@@ -112,6 +116,7 @@ impl Default for CustodySettings {
             step_every: ConfigDuration::from_secs(1),
             reconcile_every: ConfigDuration::from_secs(10),
             seed: 7,
+            confirm_breaks: 2,
         }
     }
 }
@@ -171,6 +176,8 @@ struct Inner {
     /// Audit records drained but not yet committed.
     audit: Vec<(u64, crate::custodian::AuditRecord)>,
     last_breaks: Option<BreakReport>,
+    /// Consecutive reconciliations each (account, asset) has differed in.
+    streaks: std::collections::BTreeMap<(AccountId, AssetCode), u32>,
     accounts: BTreeSet<AccountId>,
     /// Set when another instance wrote a newer snapshot: this one stops writing.
     fenced: bool,
@@ -273,6 +280,7 @@ impl CustodianService {
                 dirty: true,
                 audit: Vec::new(),
                 last_breaks: None,
+                streaks: Default::default(),
                 accounts,
                 fenced: false,
             })),
@@ -395,7 +403,7 @@ async fn run(
                 svc.persist().await;
             }
             _ = reconcile.tick() => {
-                let Some(report) = reconcile_once(&svc, &*venue).await else { continue };
+                let Some(report) = reconcile_once(&svc, &*venue, settings.confirm_breaks).await else { continue };
                 if let Some(p) = &publisher
                     && let Err(e) = p.publish(None, report.clone()).await
                 {
@@ -408,8 +416,13 @@ async fn run(
     svc.persist().await;
 }
 
-/// Reads the venue's balances of every (account, asset) custody knows and compares.
-async fn reconcile_once(svc: &CustodianService, venue: &dyn Venue) -> Option<BreakReport> {
+/// Reads the venue's balances of every (account, asset) custody knows and
+/// compares; reports the differences seen `confirm` times in a row.
+async fn reconcile_once(
+    svc: &CustodianService,
+    venue: &dyn Venue,
+    confirm: u32,
+) -> Option<BreakReport> {
     let keys: Vec<(AccountId, AssetCode)> = svc.with(|g| {
         g.custodian
             .known_balances()
@@ -431,12 +444,23 @@ async fn reconcile_once(svc: &CustodianService, venue: &dyn Venue) -> Option<Bre
     }
     let ts = svc.clock.now();
     let breaks = svc.with(|g| {
-        g.custodian.reconcile(|a, s| {
+        let found = g.custodian.reconcile(|a, s| {
             venue_balances
                 .get(&(a.clone(), s.clone()))
                 .copied()
                 .unwrap_or(Amount::ZERO)
-        })
+        });
+        let mut streaks = std::collections::BTreeMap::new();
+        for b in &found {
+            let key = (b.account.clone(), b.asset.clone());
+            let n = g.streaks.get(&key).copied().unwrap_or(0) + 1;
+            streaks.insert(key, n);
+        }
+        g.streaks = streaks;
+        found
+            .into_iter()
+            .filter(|b| g.streaks[&(b.account.clone(), b.asset.clone())] >= confirm.max(1))
+            .collect()
     });
     Some(BreakReport { ts, breaks })
 }

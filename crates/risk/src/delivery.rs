@@ -520,9 +520,6 @@ impl Notifier {
             ));
         }
 
-        // https receivers need a TLS provider; the first one installed in the
-        // process wins, so another component's choice is kept.
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
             .timeout(config.retry.timeout.as_std())
             // A redirect would carry the token elsewhere, and turns POST into GET.
