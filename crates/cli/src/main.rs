@@ -101,6 +101,10 @@ enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Chaos scenarios over the whole ecosystem in simulated time: list,
+    /// show, validate and run them (exit 0 when every expectation holds, 1
+    /// when one fails, 2 for an invalid file).
+    Scenario(commands::scenario::ScenarioOptions),
     /// Trading states and alerts of the risk service: halt, reduce or
     /// resume a strategy or account (audited), list states and alerts.
     Risk(commands::risk::RiskOptions),
@@ -193,6 +197,9 @@ fn main() -> ExitCode {
     if let Command::Exchange { command } = &cli.command {
         return exchange_command(command);
     }
+    if let Command::Scenario(opts) = cli.command {
+        return commands::scenario::run(opts);
+    }
     let config = match tradestack_config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -233,6 +240,7 @@ fn main() -> ExitCode {
             Command::Up => commands::up::run(config, None).await,
             Command::Serve { service } => commands::up::run(config, Some(service)).await,
             Command::Risk(opts) => commands::risk::run(&config, opts).await,
+            Command::Scenario(_) => unreachable!("handled before the configuration is read"),
             Command::Status { registry } => commands::status::status(&config, registry).await,
             Command::Health { registry } => commands::status::health(&config, registry).await,
             Command::Config {

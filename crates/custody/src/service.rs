@@ -257,16 +257,20 @@ impl CustodianService {
                 (c, None)
             }
         };
-        let history = ctx.store.fills(FillQuery::default()).await?;
         let mut caught_up = 0u64;
-        // Oldest first, as they happened.
-        for f in history
-            .iter()
-            .rev()
-            .filter(|f| accounts.contains(&f.account))
-        {
-            if custodian.on_fill(f).is_ok() {
-                caught_up += 1;
+        for account in &accounts {
+            let history = ctx
+                .store
+                .fills(FillQuery {
+                    account: Some(account.clone()),
+                    ..FillQuery::default()
+                })
+                .await?;
+            // Oldest first, as they happened; fills already counted are skipped.
+            for f in history.iter().rev() {
+                if custodian.on_fill(f).is_ok() {
+                    caught_up += 1;
+                }
             }
         }
         tracing::info!(

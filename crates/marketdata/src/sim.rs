@@ -350,6 +350,8 @@ pub struct Simulation {
     pub trades: u64,
     /// Commands applied so far.
     pub commands: u64,
+    /// The venue is down: agents still wake, but nothing they send arrives.
+    pub halted: bool,
 }
 
 impl Simulation {
@@ -380,6 +382,7 @@ impl Simulation {
             events: Vec::new(),
             trades: 0,
             commands: 0,
+            halted: false,
         })
     }
 
@@ -411,6 +414,9 @@ impl Simulation {
             self.cmds.clear();
             self.population
                 .wake(i, self.now, &self.reference, &state, &mut self.cmds);
+            if self.halted {
+                continue;
+            }
             for cmd in std::mem::take(&mut self.cmds) {
                 self.events.clear();
                 let _ = self.exchange.apply(&cmd, self.now, &mut self.events);

@@ -205,6 +205,25 @@ impl RiskMonitor {
         self.breaks.insert(b.id.clone(), b);
     }
 
+    /// One whole reconciliation from custody: its breaks replace the
+    /// open ones (a break not in it has cleared).
+    pub fn on_reconciliation(&mut self, breaks: &[tradestack_custody::Break]) {
+        self.breaks.clear();
+        for b in breaks {
+            let id = format!("{}/{}", b.account, b.asset);
+            self.breaks.insert(
+                id.clone(),
+                SettlementBreak {
+                    id,
+                    account: b.account.clone(),
+                    asset: b.asset.clone(),
+                    expected: b.expected,
+                    actual: Amount::from_raw(b.custody.raw() + b.in_flight.raw()),
+                },
+            );
+        }
+    }
+
     /// Custody reports a break resolved.
     pub fn on_settlement_cleared(&mut self, id: &str) {
         self.breaks.remove(id);

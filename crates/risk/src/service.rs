@@ -18,7 +18,7 @@
 //! `{account, strategy?, state, user, reason}`), `GET positions`,
 //! `GET utilisation`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -51,7 +51,7 @@ use tradestack_trading::live::{ACTIVITY_TOPIC, Activity, DriverHandle, FILLS_TOP
 use crate::alerts::AlertChange;
 use crate::config::RiskConfig;
 use crate::delivery::Notifier;
-use crate::monitor::{RiskMonitor, SettlementBreak};
+use crate::monitor::RiskMonitor;
 use crate::state::{Subject, TradingState, Transition};
 
 /// Bus topic of alert changes ([`AlertChange`]).
@@ -419,7 +419,6 @@ async fn watch_bus(
     feed_venue: String,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut open_breaks: BTreeSet<String> = BTreeSet::new();
     loop {
         tokio::select! {
             _ = async { let _ = shutdown.wait_for(|s| *s).await; } => return,
@@ -456,25 +455,7 @@ async fn watch_bus(
                     m.on_reference(inst, *p);
                 }
             }
-            Some(d) = i.breaks.recv() => {
-                let mut m = svc.monitor.lock();
-                let mut now_open = BTreeSet::new();
-                for b in d.msg.breaks {
-                    let id = format!("{}/{}", b.account, b.asset);
-                    now_open.insert(id.clone());
-                    m.on_settlement_break(SettlementBreak {
-                        id,
-                        account: b.account,
-                        asset: b.asset,
-                        expected: b.expected,
-                        actual: b.custody + b.in_flight,
-                    });
-                }
-                for gone in open_breaks.difference(&now_open) {
-                    m.on_settlement_cleared(gone);
-                }
-                open_breaks = now_open;
-            }
+            Some(d) = i.breaks.recv() => svc.monitor.lock().on_reconciliation(&d.msg.breaks),
             else => return,
         }
     }

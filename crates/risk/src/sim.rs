@@ -43,7 +43,8 @@ impl RiskedSession {
         for s in &config.strategies {
             monitor.register(s.id.clone(), s.account.clone());
         }
-        let session = Session::with_gate(config, start, seed, monitor)?;
+        let mut session = Session::with_gate(config, start, seed, monitor)?;
+        session.track_venue = true;
         Ok(RiskedSession { session })
     }
 
@@ -64,16 +65,24 @@ impl RiskedSession {
             let mut events = Vec::new();
             self.session
                 .run_until(t, |at, e| events.push((at, e.clone())));
+            // With the feed delayed, the monitor sees market data as the
+            // strategies do (the quotes), not straight from the venue.
+            let direct = self.session.faults.feed_delay.0 == 0;
             for (at, e) in events {
                 match &e {
                     ExchangeEvent::Fill(f) => self.session.gate.on_fill(f, at),
-                    ExchangeEvent::Trade(t) => self.session.gate.on_market_data(&t.instrument, at),
-                    ExchangeEvent::Book { instrument, .. } => {
+                    ExchangeEvent::Trade(t) if direct => {
+                        self.session.gate.on_market_data(&t.instrument, at)
+                    }
+                    ExchangeEvent::Book { instrument, .. } if direct => {
                         self.session.gate.on_market_data(instrument, at)
                     }
                     _ => {}
                 }
                 observe(at, &RiskEvent::Exchange(e));
+            }
+            for (at, ok, latency) in self.session.take_venue_results() {
+                self.session.gate.on_venue_result(at, ok, latency);
             }
             let quotes: Vec<_> = self
                 .session

@@ -75,6 +75,19 @@ impl Default for SessionConfig {
     }
 }
 
+/// Faults a scenario switches on in a session.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SessionFaults {
+    /// The venue is down: every strategy request fails as unreachable
+    /// (after [`OUTAGE_TIMEOUT`]) and the agents cannot trade.
+    pub outage: bool,
+    /// Quotes reach the strategies this late (0: at once).
+    pub feed_delay: Nanos,
+}
+
+/// How long a request to a venue that is down takes to fail.
+pub const OUTAGE_TIMEOUT: Nanos = Nanos(5_000_000_000);
+
 /// Best bid and ask (price, size) of a book.
 type Top = (Option<(Price, Quantity)>, Option<(Price, Quantity)>);
 
@@ -105,6 +118,14 @@ pub struct Session<G: OrderGate = Open> {
     now: UnixNanos,
     /// Counters.
     pub stats: SessionStats,
+    /// Faults switched on.
+    pub faults: SessionFaults,
+    /// Quotes held back by a feed delay, with when they are due.
+    delayed: std::collections::VecDeque<(UnixNanos, Quote)>,
+    /// Venue round trips (time, ok, latency), kept when `track_venue` is set.
+    venue_results: Vec<(UnixNanos, bool, Nanos)>,
+    /// Keep venue round trips for [`Session::take_venue_results`].
+    pub track_venue: bool,
 }
 
 impl Session<Open> {
@@ -167,6 +188,10 @@ impl<G: OrderGate> Session<G> {
             tops: BTreeMap::new(),
             now: start,
             stats: SessionStats::default(),
+            faults: SessionFaults::default(),
+            delayed: Default::default(),
+            venue_results: Vec::new(),
+            track_venue: false,
         };
         session.sync_reference();
         let out = session.engine.start(start);
@@ -198,7 +223,8 @@ impl<G: OrderGate> Session<G> {
         loop {
             let wake = self.sim.population.next_wake().map(UnixNanos);
             let timer = self.engine.next_timer();
-            let next = [wake, timer].into_iter().flatten().min();
+            let quote = self.delayed.front().map(|(t, _)| *t);
+            let next = [wake, timer, quote].into_iter().flatten().min();
             let Some(next) = next.filter(|t| *t <= until) else {
                 break;
             };
@@ -209,6 +235,11 @@ impl<G: OrderGate> Session<G> {
             self.now = next;
             self.sync_reference();
             self.deliver(events, &mut observe);
+            while let Some((_, q)) = self.delayed.front().filter(|(t, _)| *t <= next).cloned() {
+                self.delayed.pop_front();
+                let out = self.engine.on_quote(&q, next);
+                self.execute(out, &mut observe);
+            }
             let out = self.engine.fire_timers(next);
             self.execute(out, &mut observe);
             for b in self.bars.advance_to(next) {
@@ -228,6 +259,17 @@ impl<G: OrderGate> Session<G> {
     ) {
         let out = self.engine.cancel_all_of(id);
         self.execute(out, &mut observe);
+    }
+
+    /// The venue round trips since the last call (with `track_venue` set).
+    pub fn take_venue_results(&mut self) -> Vec<(UnixNanos, bool, Nanos)> {
+        std::mem::take(&mut self.venue_results)
+    }
+
+    /// Switches faults; the agents stop trading while the venue is down.
+    pub fn set_faults(&mut self, faults: SessionFaults) {
+        self.faults = faults;
+        self.sim.halted = faults.outage;
     }
 
     /// Stops the strategies: `on_stop`, then their orders are cancelled.
@@ -318,6 +360,11 @@ impl<G: OrderGate> Session<G> {
                 ask_size,
                 ts: self.now,
             };
+            if self.faults.feed_delay.0 > 0 {
+                self.delayed
+                    .push_back((self.now + self.faults.feed_delay, quote));
+                return;
+            }
             let out = self.engine.on_quote(&quote, self.now);
             self.execute(out, observe);
         }
@@ -336,6 +383,20 @@ impl<G: OrderGate> Session<G> {
                     self.execute(out, observe);
                 }
                 continue;
+            }
+            if self.faults.outage {
+                self.stats.refused += 1;
+                if self.track_venue {
+                    self.venue_results.push((self.now, false, OUTAGE_TIMEOUT));
+                }
+                if let Action::Submit(req) = &o.action {
+                    let out = self.engine.on_refused(&req.client_order_id, self.now);
+                    self.execute(out, observe);
+                }
+                continue;
+            }
+            if self.track_venue {
+                self.venue_results.push((self.now, true, Nanos(0)));
             }
             let cmd = to_command(&o);
             self.stats.strategy_commands += 1;

@@ -5,5 +5,6 @@ pub mod bench;
 pub mod bench_ingest;
 pub mod data;
 pub mod risk;
+pub mod scenario;
 pub mod status;
 pub mod up;
