@@ -89,6 +89,22 @@ pub fn markdown(r: &Report) -> String {
         c.rules_bps % 100
     );
     let _ = writeln!(m, "\nWorst P&L: {}.", r.worst_pnl);
+    let v = &r.validation;
+    let _ = writeln!(
+        m,
+        "\nIndependent validation: {} positions recomputed from the fills, {} custody balances from the settlements; {}.",
+        v.positions_checked,
+        v.balances_checked,
+        if v.disagreements.is_empty() {
+            "all agree".to_string()
+        } else {
+            format!(
+                "{} disagreements: {}",
+                v.disagreements.len(),
+                v.disagreements.join("; ")
+            )
+        }
+    );
     m
 }
 

@@ -118,6 +118,20 @@ pub struct Report {
     pub pnl: Vec<PnlPoint>,
     /// Lowest P&L seen.
     pub worst_pnl: Amount,
+    /// The independent checks: positions recomputed from the fills, and
+    /// custody balances from the settlements.
+    pub validation: Validation,
+}
+
+/// What the independent recomputation found.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Validation {
+    /// Positions compared (strategy and instrument).
+    pub positions_checked: usize,
+    /// Balances compared (account and asset).
+    pub balances_checked: usize,
+    /// Every disagreement with what the services report.
+    pub disagreements: Vec<String>,
 }
 
 /// Progress while running.
@@ -290,6 +304,15 @@ pub fn run(
         now = until;
         for f in &fills {
             st.activity.strategy_fills += 1;
+            if let Some(strategy) = &f.strategy {
+                let q = i128::from(f.quantity.raw());
+                *st.positions
+                    .entry((strategy.to_string(), f.instrument.to_string()))
+                    .or_default() += match f.side {
+                    tradestack_model::Side::Buy => q,
+                    tradestack_model::Side::Sell => -q,
+                };
+            }
             let _ = custodian.on_fill(f);
         }
         st.activity.settled += custodian
@@ -335,6 +358,14 @@ pub fn run(
         });
     }
     let lost = lost_orders(&rs, scenario);
+    let validation = validate(
+        &rs,
+        &custodian,
+        &st,
+        &accounts,
+        scenario.funding,
+        &instruments,
+    );
     let injections: Vec<Injection> = st.injections.iter().map(|(i, _)| i.clone()).collect();
     let expectations: Vec<Outcome> = scenario
         .expect
@@ -354,6 +385,7 @@ pub fn run(
         activity: st.activity,
         pnl,
         worst_pnl: worst,
+        validation,
     })
 }
 
@@ -372,6 +404,8 @@ struct State {
     /// Times custody reconciled clean.
     clean: Vec<UnixNanos>,
     activity: Activity,
+    /// Signed position per (strategy, instrument), summed from the fills.
+    positions: BTreeMap<(String, String), i128>,
 }
 
 impl State {
@@ -557,6 +591,74 @@ fn apply(
                 .set_misbehaviour(strategy, on.then(|| misbehaviour.clone()));
         }
     }
+}
+
+/// Recomputes positions from the fills and custody balances from the
+/// opening balances and the settled instructions, and compares them with
+/// what the engine and the custodian report.
+fn validate(
+    rs: &RiskedSession,
+    custodian: &Custodian,
+    st: &State,
+    accounts: &[AccountId],
+    funding: Amount,
+    instruments: &[tradestack_model::Instrument],
+) -> Validation {
+    let mut v = Validation::default();
+    let reported: BTreeMap<(String, String), i128> = rs
+        .session
+        .engine
+        .portfolio()
+        .views(None)
+        .into_iter()
+        .filter_map(|p| {
+            Some((
+                (p.strategy?.to_string(), p.instrument.to_string()),
+                p.quantity.raw(),
+            ))
+        })
+        .collect();
+    let mut keys: Vec<&(String, String)> = st.positions.keys().chain(reported.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    for k in keys {
+        v.positions_checked += 1;
+        let (ours, theirs) = (
+            st.positions.get(k).copied().unwrap_or(0),
+            reported.get(k).copied().unwrap_or(0),
+        );
+        if ours != theirs {
+            v.disagreements.push(format!(
+                "position {}/{}: fills say {}, the engine says {}",
+                k.0,
+                k.1,
+                Amount::from_raw(ours),
+                Amount::from_raw(theirs)
+            ));
+        }
+    }
+    for account in accounts {
+        for asset in tradestack_model::assets_of(instruments) {
+            v.balances_checked += 1;
+            let settled: i128 = custodian
+                .instructions()
+                .filter(|i| {
+                    &i.account == account && i.asset == asset && i.status == Status::Settled
+                })
+                .map(|i| i.amount.raw())
+                .sum();
+            let expected = funding.raw() + settled;
+            let held = custodian.total(account, &asset).raw();
+            if expected != held {
+                v.disagreements.push(format!(
+                    "custody {account} {asset}: settlements say {}, custody holds {}",
+                    Amount::from_raw(expected),
+                    Amount::from_raw(held)
+                ));
+            }
+        }
+    }
+    v
 }
 
 /// Realized plus unrealized P&L of every strategy position, in their quote assets.

@@ -11,6 +11,9 @@ fn passes(name: &str) {
     let s = scenario(name);
     let r = run(&s, s.seed, |_| {}, |_| {}).unwrap();
     assert!(r.passed, "{name} failed:\n{}", report::markdown(&r));
+    let v = &r.validation;
+    assert!(v.disagreements.is_empty(), "{name}: {:?}", v.disagreements);
+    assert!(v.positions_checked > 0 && v.balances_checked > 0, "{v:?}");
 }
 
 #[test]
