@@ -37,6 +37,7 @@ pub const RULES: &[&str] = &[
     "daily_loss",
     "depeg_exposure",
     "stale_market_data",
+    "market_data_deviation",
     "exchange_errors",
     "exchange_latency",
     "settlement_break",
@@ -513,6 +514,10 @@ fn apply(
         (FaultKind::LiquidityWithdrawal, on) => sim.population.withdraw_liquidity(on),
         (FaultKind::ExchangeOutage, on) => {
             st.faults.outage = on;
+            rs.session.set_faults(st.faults);
+        }
+        (FaultKind::FeedCorruption { bps }, on) => {
+            st.faults.corrupt_bps = if on { *bps } else { 0 };
             rs.session.set_faults(st.faults);
         }
         (FaultKind::FeedDelay { delay }, on) => {

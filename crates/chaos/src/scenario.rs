@@ -206,6 +206,12 @@ pub enum FaultKind {
         /// How late.
         delay: ConfigDuration,
     },
+    /// Every other quote reaches strategies and the risk monitor with its
+    /// prices moved `bps` basis points, up and down in turn.
+    FeedCorruption {
+        /// How far.
+        bps: i64,
+    },
 }
 
 fn one() -> f64 {
@@ -225,6 +231,7 @@ impl FaultKind {
             FaultKind::SettlementDelay { .. } => "settlement_delay",
             FaultKind::Strategy { .. } => "strategy",
             FaultKind::FeedDelay { .. } => "feed_delay",
+            FaultKind::FeedCorruption { .. } => "feed_corruption",
         }
     }
 }

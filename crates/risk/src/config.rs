@@ -69,6 +69,9 @@ pub struct RuleLimits {
     pub depeg_exposure_usd: Option<Amount>,
     /// An instrument with no quote for this long is stale (warning).
     pub stale_after: Option<ConfigDuration>,
+    /// A quote whose mid is this far from the reference price is suspect
+    /// (corrupted or off-market data), basis points (warning).
+    pub feed_deviation_bps: Option<i64>,
     /// Largest share of refused orders over `health_window`, basis points.
     pub exchange_error_bps: Option<i64>,
     /// Largest p99 order round trip over `health_window`.
@@ -98,6 +101,7 @@ impl Default for RuleLimits {
             depeg_bps: 200,
             depeg_exposure_usd: None,
             stale_after: None,
+            feed_deviation_bps: None,
             exchange_error_bps: None,
             exchange_p99: None,
             health_window: ConfigDuration::from_secs(60),

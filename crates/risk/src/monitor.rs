@@ -575,6 +575,29 @@ impl RiskMonitor {
                 }
             }
         }
+        if let Some(limit) = r.feed_deviation_bps {
+            for instrument in self.last_quote.keys() {
+                let marks = self.portfolio.marks(instrument);
+                let (Some(mid), Some(reference)) = (marks.mid, marks.reference) else {
+                    continue;
+                };
+                let off = (i128::from(mid.raw()) - i128::from(reference.raw())).abs() * 10_000
+                    / i128::from(reference.raw().max(1));
+                if off > i128::from(limit) {
+                    out.push((
+                        finding(
+                            "market_data_deviation",
+                            Severity::Warning,
+                            instrument.to_string(),
+                            format!("{instrument} quotes {mid} mid, {off} bps from the reference {reference}"),
+                            Amount::from_units(off),
+                            Amount::from_units(i128::from(limit)),
+                        ),
+                        None,
+                    ));
+                }
+            }
+        }
         let window = Nanos::from_std(r.health_window.as_std());
         while self
             .health

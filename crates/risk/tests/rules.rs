@@ -461,6 +461,7 @@ const DESK_LIMITS: &str = r#"
     daily_loss_usd = "20000"
     depeg_exposure_usd = "100000"
     stale_after = "2m"
+    feed_deviation_bps = 150
     exchange_error_bps = 500
     exchange_p99 = "1s"
     runaway_orders_per_second = 20
@@ -563,4 +564,24 @@ fn serde_json_rule(tr: &tradestack_risk::Transition) -> String {
         tradestack_risk::ChangedBy::Rule { rule } => rule.clone(),
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn quotes_far_from_the_reference_are_suspect() {
+    let mut m = monitor("[rules]\nfeed_deviation_bps = 150");
+    let quote = |bid: &str, ask: &str| Quote {
+        instrument: InstrumentId::new("BTC-USDT"),
+        bid: p(bid),
+        bid_size: q("1"),
+        ask: p(ask),
+        ask_size: q("1"),
+        ts: T0,
+    };
+    m.on_reference(&InstrumentId::new("BTC-USD"), p("40000"));
+    m.on_reference(&InstrumentId::new("USDT-USD"), p("1"));
+    m.on_quote(&quote("39990", "40010"));
+    assert!(fired(&mut m, 1).is_empty(), "5 bps off is normal");
+    // A corrupted quote, 3% high.
+    m.on_quote(&quote("41190", "41210"));
+    assert_eq!(fired(&mut m, 2), ["market_data_deviation BTC-USDT"]);
 }

@@ -83,6 +83,9 @@ pub struct SessionFaults {
     pub outage: bool,
     /// Quotes reach the strategies this late (0: at once).
     pub feed_delay: Nanos,
+    /// Every other quote reaches the strategies with both prices moved by
+    /// this many basis points, up and down in turn (0: none).
+    pub corrupt_bps: i64,
 }
 
 /// How long a request to a venue that is down takes to fail.
@@ -126,6 +129,8 @@ pub struct Session<G: OrderGate = Open> {
     venue_results: Vec<(UnixNanos, bool, Nanos)>,
     /// Keep venue round trips for [`Session::take_venue_results`].
     pub track_venue: bool,
+    /// Quotes seen while corrupting, for the alternation.
+    corrupted: u64,
 }
 
 impl Session<Open> {
@@ -192,6 +197,7 @@ impl<G: OrderGate> Session<G> {
             delayed: Default::default(),
             venue_results: Vec::new(),
             track_venue: false,
+            corrupted: 0,
         };
         session.sync_reference();
         let out = session.engine.start(start);
@@ -259,6 +265,28 @@ impl<G: OrderGate> Session<G> {
     ) {
         let out = self.engine.cancel_all_of(id);
         self.execute(out, &mut observe);
+    }
+
+    /// A quote as a corrupting feed delivers it: every other one moved
+    /// `corrupt_bps` up, then down, deterministically.
+    fn corrupt(&mut self, mut q: Quote) -> Quote {
+        let bps = self.faults.corrupt_bps;
+        if bps == 0 {
+            return q;
+        }
+        self.corrupted += 1;
+        let sign: i128 = match self.corrupted % 4 {
+            1 => 1,
+            3 => -1,
+            _ => return q,
+        };
+        let shift = |p: Price| {
+            let raw = i128::from(p.raw());
+            i64::try_from(raw + sign * raw * i128::from(bps) / 10_000).map_or(p, Price::from_raw)
+        };
+        q.bid = shift(q.bid);
+        q.ask = shift(q.ask);
+        q
     }
 
     /// The venue round trips since the last call (with `track_venue` set).
@@ -360,6 +388,7 @@ impl<G: OrderGate> Session<G> {
                 ask_size,
                 ts: self.now,
             };
+            let quote = self.corrupt(quote);
             if self.faults.feed_delay.0 > 0 {
                 self.delayed
                     .push_back((self.now + self.faults.feed_delay, quote));
