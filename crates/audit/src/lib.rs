@@ -10,6 +10,16 @@
 //! injections detected and of the known rules exercised.
 //!
 //! Pure and deterministic: the same timeline gives the same correlation.
+//!
+//! - [`events`]: the bus topics the chaos coordinator publishes runs and
+//!   injections on, and alerts and state changes as detections.
+//! - [`service`]: the correlator as its own service, reading everything
+//!   from the bus, with its metrics.
+//! - [`positions`]: the independent check of positions against the fills.
+
+pub mod events;
+pub mod positions;
+pub mod service;
 
 use std::collections::BTreeSet;
 

@@ -34,7 +34,7 @@ pub fn markdown(r: &Report) -> String {
     let _ = writeln!(m, "# Scenario {}: {verdict}\n", r.scenario);
     let _ = writeln!(
         m,
-        "Seed {}, {} of simulated time; {} exchange events, {} trades, {} strategy fills, {} settlements.\n",
+        "Seed {}, {} of scenario time; {} exchange events, {} trades, {} strategy fills, {} settlements.\n",
         r.seed,
         clock(r.duration),
         r.activity.events,

@@ -10,41 +10,27 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use tradestack_audit::events::{alert_detection, transition_detection};
+use tradestack_audit::positions::FillPositions;
 use tradestack_audit::{Correlation, Detection, Injection};
-use tradestack_custody::{
-    Custodian, CustodyChaos, CustodyConfig, Selector, SettlementCycle, Status,
-};
+use tradestack_custody::{Custodian, CustodyChaos, CustodyConfig, SettlementCycle, Status};
 use tradestack_exchange::{ExchangeEvent, ExchangeSettings};
-use tradestack_marketdata::reference::{Overlay, OverlayId};
+use tradestack_marketdata::reference::OverlayId;
 use tradestack_marketdata::sim::SimConfig;
 use tradestack_model::{AccountId, Amount, Nanos, UnixNanos};
-use tradestack_risk::{AlertChange, ChangedBy, RiskEvent, RiskedSession};
+use tradestack_risk::{AlertChange, RiskEvent, RiskedSession};
 use tradestack_trading::SessionConfig;
 use tradestack_trading::session::SessionFaults;
 
-use crate::scenario::{Condition, Expectation, FaultKind, Scenario};
+use crate::faults;
+use crate::scenario::{FaultKind, Scenario};
+use crate::timeline::Timeline;
+
+pub use tradestack_audit::events::Outcome;
+pub use tradestack_audit::service::RULES;
 
 /// Where every run starts: 2026-01-01T00:00:00Z, so reports do not depend on when they ran.
 pub const START: UnixNanos = UnixNanos(1_767_225_600_000_000_000);
-
-/// Rules the risk monitor can fire, for coverage.
-pub const RULES: &[&str] = &[
-    "position_limit",
-    "gross_exposure",
-    "net_exposure",
-    "concentration",
-    "drawdown",
-    "daily_loss",
-    "depeg_exposure",
-    "stale_market_data",
-    "market_data_deviation",
-    "exchange_errors",
-    "exchange_latency",
-    "settlement_break",
-    "self_trade",
-    "wash_trade",
-    "order_rate",
-];
 
 /// How long after clearing a fault its detections still count for it.
 pub const GRACE: Nanos = Nanos(300_000_000_000);
@@ -58,17 +44,6 @@ pub enum RunError {
     /// The session refused the scenario's setup.
     #[error("setup: {0}")]
     Setup(String),
-}
-
-/// How one expectation came out.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Outcome {
-    /// The expectation, in words.
-    pub expectation: String,
-    /// Whether it held.
-    pub passed: bool,
-    /// What was seen.
-    pub detail: String,
 }
 
 /// Counts of what the run did.
@@ -122,6 +97,9 @@ pub struct Report {
     /// The independent checks: positions recomputed from the fills, and
     /// custody balances from the settlements.
     pub validation: Validation,
+    /// Hooks that failed and checks that could not be made (live runs only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
 }
 
 /// What the independent recomputation found.
@@ -228,19 +206,11 @@ pub fn run(
     while now < end {
         // Steps due now (their offset passed, or their condition holds).
         for (i, step) in scenario.steps.iter().enumerate() {
-            if !pending[i] {
-                continue;
-            }
-            let due = match (&step.at, &step.when) {
-                (Some(at), _) => now.0 - START.0 >= Nanos::from_std(at.as_std()).0,
-                (None, Some(c)) => st.holds(c, now),
-                _ => false,
-            };
-            if !due {
+            let offset = now - START;
+            if !pending[i] || !st.timeline.due(step, offset) {
                 continue;
             }
             pending[i] = false;
-            let offset = Nanos(now.0 - START.0);
             if let Some(fault) = &step.inject {
                 apply(
                     &fault.kind,
@@ -258,14 +228,12 @@ pub fn run(
                     cleared_at: None,
                 };
                 happening(&Happening::Injected(inj.clone()));
-                st.injections.push((inj, fault.kind.clone()));
+                st.timeline.inject(inj, fault.kind.clone());
             } else if let Some(id) = &step.clear
-                && let Some(n) = st.injections.iter().position(|(i, _)| &i.id == id)
+                && let Some((inj, kind)) = st.timeline.clear(id, offset)
             {
-                let kind = st.injections[n].1.clone();
                 apply(&kind, id, false, &mut rs, &mut custodian, &mut st, now);
-                st.injections[n].0.cleared_at = Some(offset);
-                happening(&Happening::Injected(st.injections[n].0.clone()));
+                happening(&Happening::Injected(inj));
             }
         }
         let until = now + TICK;
@@ -283,37 +251,16 @@ pub fn run(
                 st.activity.events += 1;
             }
             RiskEvent::Exchange(_) => st.activity.events += 1,
-            RiskEvent::Alert(AlertChange::Fired(a)) => detections.push(Detection {
-                at: Nanos(at.0 - START.0),
-                kind: "alert".into(),
-                rule: a.rule.clone(),
-                subject: a.subject.clone(),
-                detail: format!("{:?}", a.severity).to_lowercase(),
-            }),
+            RiskEvent::Alert(AlertChange::Fired(a)) => {
+                detections.push(alert_detection(a, at, START));
+            }
             RiskEvent::Alert(AlertChange::Resolved(_)) => {}
-            RiskEvent::Transition(t) => detections.push(Detection {
-                at: Nanos(at.0 - START.0),
-                kind: "state".into(),
-                rule: match &t.by {
-                    ChangedBy::Rule { rule } => rule.clone(),
-                    ChangedBy::Manual { .. } => "manual".into(),
-                },
-                subject: t.subject.to_string(),
-                detail: t.to.to_string(),
-            }),
+            RiskEvent::Transition(t) => detections.push(transition_detection(t, START)),
         });
         now = until;
         for f in &fills {
             st.activity.strategy_fills += 1;
-            if let Some(strategy) = &f.strategy {
-                let q = i128::from(f.quantity.raw());
-                *st.positions
-                    .entry((strategy.to_string(), f.instrument.to_string()))
-                    .or_default() += match f.side {
-                    tradestack_model::Side::Buy => q,
-                    tradestack_model::Side::Sell => -q,
-                };
-            }
+            st.positions.add(f);
             let _ = custodian.on_fill(f);
         }
         st.activity.settled += custodian
@@ -330,18 +277,13 @@ pub fn run(
             let ledger = rs.session.sim.exchange.ledger();
             let breaks = custodian.reconcile(|a, s| ledger.get(a, s).total());
             if breaks.is_empty() {
-                st.clean.push(now);
+                st.timeline.reconciled_clean(now - START);
             }
             rs.monitor_mut().on_reconciliation(&breaks);
         }
         for d in detections {
-            if d.kind == "state" {
-                st.states.push((d.subject.clone(), d.detail.clone(), now));
-            } else {
-                st.alerts.push((d.rule.clone(), now));
-            }
             happening(&Happening::Detected(d.clone()));
-            st.detections.push(d);
+            st.timeline.detect(d);
         }
         if (now.0 - START.0) % Nanos::MINUTE.0 == 0 || now >= end {
             let p = total_pnl(&rs);
@@ -354,8 +296,8 @@ pub fn run(
         progress(Progress {
             done: Nanos(now.0 - START.0),
             total,
-            injections: st.injections.len(),
-            detections: st.detections.len(),
+            injections: st.timeline.injections.len(),
+            detections: st.timeline.detections.len(),
         });
     }
     let lost = lost_orders(&rs, scenario);
@@ -367,75 +309,37 @@ pub fn run(
         scenario.funding,
         &instruments,
     );
-    let injections: Vec<Injection> = st.injections.iter().map(|(i, _)| i.clone()).collect();
-    let expectations: Vec<Outcome> = scenario
-        .expect
-        .iter()
-        .map(|e| judge(e, &st, &injections, worst, &lost))
-        .collect();
-    let correlation = tradestack_audit::correlate(&injections, &st.detections, GRACE, RULES);
+    let expectations = st
+        .timeline
+        .judge_all(&scenario.expect, Some(worst), &Ok(lost));
+    let correlation = st.timeline.correlation(GRACE, RULES);
     Ok(Report {
         scenario: scenario.name.clone(),
         seed,
         duration: total,
         passed: expectations.iter().all(|o| o.passed),
         expectations,
-        injections,
-        detections: st.detections,
+        injections: st.timeline.injected(),
+        detections: st.timeline.detections,
         correlation,
         activity: st.activity,
         pnl,
         worst_pnl: worst,
         validation,
+        errors: Vec::new(),
     })
 }
 
 /// What the run has seen so far.
 #[derive(Default)]
 struct State {
-    injections: Vec<(Injection, FaultKind)>,
-    detections: Vec<Detection>,
-    /// (rule, time) of every alert fired.
-    alerts: Vec<(String, UnixNanos)>,
-    /// (subject, new state, time) of every transition.
-    states: Vec<(String, String, UnixNanos)>,
+    timeline: Timeline,
     overlays: BTreeMap<String, OverlayId>,
     faults: SessionFaults,
     chaos: BTreeMap<String, CustodyChaos>,
-    /// Times custody reconciled clean.
-    clean: Vec<UnixNanos>,
     activity: Activity,
-    /// Signed position per (strategy, instrument), summed from the fills.
-    positions: BTreeMap<(String, String), i128>,
-}
-
-impl State {
-    fn holds(&self, c: &Condition, now: UnixNanos) -> bool {
-        match c {
-            Condition::Alert { rule } => self.alerts.iter().any(|(r, _)| r == rule),
-            Condition::State { strategy, state } => self.states.iter().any(|(s, to, _)| {
-                s.rsplit('/').next() == Some(strategy.as_str()) && *to == state.to_string()
-            }),
-            Condition::Cleared { fault, after } => self.injections.iter().any(|(i, _)| {
-                &i.id == fault
-                    && i.cleared_at.is_some_and(|c| {
-                        let wait = after.map_or(0, |a| Nanos::from_std(a.as_std()).0);
-                        now.0 - START.0 >= c.0 + wait
-                    })
-            }),
-        }
-    }
-
-    /// The custodian's chaos: every active custody fault combined.
-    fn custody_chaos(&self) -> CustodyChaos {
-        let mut c = CustodyChaos::default();
-        for f in self.chaos.values() {
-            c.fail.extend(f.fail.iter().cloned());
-            c.delay.extend(f.delay.iter().cloned());
-            c.freeze_withdrawals |= f.freeze_withdrawals;
-        }
-        c
-    }
+    /// Positions summed from the fills.
+    positions: FillPositions,
 }
 
 /// Injects (`on`) or clears one fault.
@@ -449,153 +353,58 @@ fn apply(
     now: UnixNanos,
 ) {
     let sim = &mut rs.session.sim;
-    let overlay = |o: Overlay, sim: &mut tradestack_marketdata::sim::Simulation, st: &mut State| {
-        if let Ok(oid) = sim.reference.add_overlay(o) {
-            st.overlays.insert(id.to_string(), oid);
+    if let Some(o) = faults::overlay(kind, now) {
+        if on {
+            if let Ok(oid) = sim.reference.add_overlay(o) {
+                st.overlays.insert(id.to_string(), oid);
+            }
+        } else if let Some(oid) = st.overlays.remove(id) {
+            sim.reference.clear_overlay(oid);
         }
-    };
-    match (kind, on) {
-        (
-            FaultKind::MarketShock {
-                change,
-                over,
-                assets,
-            },
-            true,
-        ) => overlay(
-            Overlay::Shock {
-                start: now,
-                duration: over.map_or(Nanos(0), |d| Nanos::from_std(d.as_std())),
-                change: *change,
-                assets: assets.clone(),
-            },
-            sim,
-            st,
-        ),
-        (
-            FaultKind::Depeg {
-                asset,
-                target,
-                decline,
-                hold,
-                recovery,
-            },
-            true,
-        ) => overlay(
-            Overlay::Depeg {
-                asset: asset.clone(),
-                start: now,
-                target: *target,
-                decline: Nanos::from_std(decline.as_std()),
-                hold: hold.map(|h| Nanos::from_std(h.as_std())),
-                recovery: Nanos::from_std(recovery.as_std()),
-            },
-            sim,
-            st,
-        ),
-        (FaultKind::Volatility { factor, jumps }, true) => overlay(
-            Overlay::VolRegime {
-                start: now,
-                assets: Vec::new(),
-                vol_factor: *factor,
-                jump_factor: *jumps,
-            },
-            sim,
-            st,
-        ),
-        (
-            FaultKind::MarketShock { .. } | FaultKind::Depeg { .. } | FaultKind::Volatility { .. },
-            false,
-        ) => {
-            if let Some(oid) = st.overlays.remove(id) {
-                sim.reference.clear_overlay(oid);
+        return;
+    }
+    if let Some(c) = faults::custody(kind) {
+        if on {
+            st.chaos.insert(id.to_string(), c);
+        } else {
+            st.chaos.remove(id);
+        }
+        custodian.set_chaos(faults::combined(&st.chaos));
+        if !on && matches!(kind, FaultKind::SettlementFailure { .. }) {
+            // Recovery: operations retry what failed.
+            let failed: Vec<u64> = custodian
+                .instructions()
+                .filter(|i| matches!(i.status, Status::Failed { .. }))
+                .map(|i| i.id)
+                .collect();
+            for i in failed {
+                custodian.retry(i, now);
             }
         }
-        (FaultKind::LiquidityWithdrawal, on) => sim.population.withdraw_liquidity(on),
-        (FaultKind::ExchangeOutage, on) => {
-            st.faults.outage = on;
-            rs.session.set_faults(st.faults);
-        }
-        (FaultKind::FeedCorruption { bps }, on) => {
-            st.faults.corrupt_bps = if on { *bps } else { 0 };
-            rs.session.set_faults(st.faults);
-        }
-        (FaultKind::FeedDelay { delay }, on) => {
+        return;
+    }
+    match kind {
+        FaultKind::LiquidityWithdrawal => sim.population.withdraw_liquidity(on),
+        FaultKind::ExchangeOutage => st.faults.outage = on,
+        FaultKind::FeedCorruption { bps } => st.faults.corrupt_bps = if on { *bps } else { 0 },
+        FaultKind::FeedDelay { delay } => {
             st.faults.feed_delay = if on {
                 Nanos::from_std(delay.as_std())
             } else {
                 Nanos(0)
             };
-            rs.session.set_faults(st.faults);
         }
-        (
-            FaultKind::SettlementFailure {
-                asset,
-                account,
-                bps,
-            },
-            on,
-        ) => {
-            if on {
-                st.chaos.insert(
-                    id.to_string(),
-                    CustodyChaos {
-                        fail: vec![Selector {
-                            asset: asset.clone(),
-                            account: account.clone(),
-                            bps: *bps,
-                        }],
-                        ..CustodyChaos::default()
-                    },
-                );
-            } else {
-                st.chaos.remove(id);
-            }
-            custodian.set_chaos(st.custody_chaos());
-            if !on {
-                // Recovery: operations retry what failed.
-                let failed: Vec<u64> = custodian
-                    .instructions()
-                    .filter(|i| matches!(i.status, Status::Failed { .. }))
-                    .map(|i| i.id)
-                    .collect();
-                for i in failed {
-                    custodian.retry(i, now);
-                }
-            }
-        }
-        (FaultKind::SettlementDelay { asset, by }, on) => {
-            if on {
-                st.chaos.insert(
-                    id.to_string(),
-                    CustodyChaos {
-                        delay: vec![(
-                            Selector {
-                                asset: asset.clone(),
-                                ..Selector::default()
-                            },
-                            Nanos::from_std(by.as_std()),
-                        )],
-                        ..CustodyChaos::default()
-                    },
-                );
-            } else {
-                st.chaos.remove(id);
-            }
-            custodian.set_chaos(st.custody_chaos());
-        }
-        (
-            FaultKind::Strategy {
-                strategy,
-                misbehaviour,
-            },
-            on,
-        ) => {
+        FaultKind::Strategy {
+            strategy,
+            misbehaviour,
+        } => {
             let _ = rs
                 .session
                 .set_misbehaviour(strategy, on.then(|| misbehaviour.clone()));
         }
+        _ => {}
     }
+    rs.session.set_faults(st.faults);
 }
 
 /// Recomputes positions from the fills and custody balances from the
@@ -609,39 +418,13 @@ fn validate(
     funding: Amount,
     instruments: &[tradestack_model::Instrument],
 ) -> Validation {
-    let mut v = Validation::default();
-    let reported: BTreeMap<(String, String), i128> = rs
-        .session
-        .engine
-        .portfolio()
-        .views(None)
-        .into_iter()
-        .filter_map(|p| {
-            Some((
-                (p.strategy?.to_string(), p.instrument.to_string()),
-                p.quantity.raw(),
-            ))
-        })
-        .collect();
-    let mut keys: Vec<&(String, String)> = st.positions.keys().chain(reported.keys()).collect();
-    keys.sort();
-    keys.dedup();
-    for k in keys {
-        v.positions_checked += 1;
-        let (ours, theirs) = (
-            st.positions.get(k).copied().unwrap_or(0),
-            reported.get(k).copied().unwrap_or(0),
-        );
-        if ours != theirs {
-            v.disagreements.push(format!(
-                "position {}/{}: fills say {}, the engine says {}",
-                k.0,
-                k.1,
-                Amount::from_raw(ours),
-                Amount::from_raw(theirs)
-            ));
-        }
-    }
+    let views = rs.session.engine.portfolio().views(None);
+    let check = st.positions.compare(&views, "the engine");
+    let mut v = Validation {
+        positions_checked: check.positions_checked,
+        balances_checked: 0,
+        disagreements: check.disagreements,
+    };
     for account in accounts {
         for asset in tradestack_model::assets_of(instruments) {
             v.balances_checked += 1;
@@ -668,10 +451,12 @@ fn validate(
 
 /// Realized plus unrealized P&L of every strategy position, in their quote assets.
 fn total_pnl(rs: &RiskedSession) -> Amount {
-    rs.session
-        .engine
-        .portfolio()
-        .views(None)
+    pnl_of(&rs.session.engine.portfolio().views(None))
+}
+
+/// Realized plus unrealized (at the reference, else the mid) P&L of `views`.
+pub fn pnl_of(views: &[tradestack_trading::PositionView]) -> Amount {
+    views
         .iter()
         .map(|v| {
             let unrealized = v
@@ -681,6 +466,17 @@ fn total_pnl(rs: &RiskedSession) -> Amount {
             v.realized_pnl + unrealized
         })
         .fold(Amount::ZERO, |a, b| a + b)
+}
+
+/// Client order ids open on one side only: the engine's and the venue's lists.
+pub fn unaccounted(engine: Vec<String>, venue: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = venue
+        .iter()
+        .filter(|c| !engine.contains(c))
+        .cloned()
+        .collect();
+    out.extend(engine.iter().filter(|c| !venue.contains(c)).cloned());
+    out
 }
 
 /// Orders the exchange holds open for a strategy account that the engine
@@ -705,143 +501,8 @@ fn lost_orders(rs: &RiskedSession, scenario: &Scenario) -> Vec<String> {
             .map(|o| o.client_order_id.to_string())
             .filter(|c| c.starts_with(&prefix))
             .collect();
-        out.extend(venue.iter().filter(|c| !engine.contains(c)).cloned());
-        out.extend(engine.iter().filter(|c| !venue.contains(c)).cloned());
+        out.extend(unaccounted(engine, venue));
     }
     out.sort();
     out
-}
-
-fn dur(d: &tradestack_config::ConfigDuration) -> String {
-    humantime::format_duration(d.as_std()).to_string()
-}
-
-fn secs(n: Nanos) -> String {
-    format!(
-        "{}.{:03} s",
-        n.0 / 1_000_000_000,
-        n.0 % 1_000_000_000 / 1_000_000
-    )
-}
-
-fn judge(
-    e: &Expectation,
-    st: &State,
-    injections: &[Injection],
-    worst: Amount,
-    lost: &[String],
-) -> Outcome {
-    let injected = |id: &str| injections.iter().find(|i| i.id == id);
-    let (expectation, passed, detail) = match e {
-        Expectation::Alert {
-            rule,
-            after,
-            within,
-        } => {
-            let text = format!("alert {rule} within {} of {after}", dur(within));
-            match injected(after) {
-                None => (text, false, format!("{after} was never injected")),
-                Some(i) => {
-                    let limit = Nanos::from_std(within.as_std());
-                    let first = st
-                        .alerts
-                        .iter()
-                        .find(|(r, t)| r == rule && t.0 - START.0 >= i.at.0)
-                        .map(|(_, t)| Nanos(t.0 - START.0 - i.at.0));
-                    match first {
-                        Some(l) => (text, l <= limit, format!("fired after {}", secs(l))),
-                        None => (text, false, "never fired".into()),
-                    }
-                }
-            }
-        }
-        Expectation::NoAlert { rule, from, to } => {
-            let from_n = from.map_or(0, |f| Nanos::from_std(f.as_std()).0);
-            let to_n = to.map_or(i64::MAX, |t| Nanos::from_std(t.as_std()).0);
-            let text = format!("no alert {rule} in the quiet period");
-            let hit = st
-                .alerts
-                .iter()
-                .find(|(r, t)| r == rule && (from_n..to_n).contains(&(t.0 - START.0)));
-            match hit {
-                Some((_, t)) => (
-                    text,
-                    false,
-                    format!("fired at {}", secs(Nanos(t.0 - START.0))),
-                ),
-                None => (text, true, "quiet".into()),
-            }
-        }
-        Expectation::State {
-            strategy,
-            state,
-            after,
-            within,
-        } => {
-            let text = format!(
-                "{strategy} reaches {state} within {} of {after}",
-                dur(within)
-            );
-            match injected(after) {
-                None => (text, false, format!("{after} was never injected")),
-                Some(i) => {
-                    let limit = Nanos::from_std(within.as_std());
-                    let first = st
-                        .states
-                        .iter()
-                        .find(|(s, to, t)| {
-                            s.rsplit('/').next() == Some(strategy.as_str())
-                                && *to == state.to_string()
-                                && t.0 - START.0 >= i.at.0
-                        })
-                        .map(|(_, _, t)| Nanos(t.0 - START.0 - i.at.0));
-                    match first {
-                        Some(l) => (text, l <= limit, format!("after {}", secs(l))),
-                        None => (text, false, format!("never reached {state}")),
-                    }
-                }
-            }
-        }
-        Expectation::Reconciled { after, within } => {
-            let text = format!(
-                "custody reconciled within {} of clearing {after}",
-                dur(within)
-            );
-            match injected(after).and_then(|i| i.cleared_at) {
-                None => (text, false, format!("{after} was never cleared")),
-                Some(c) => {
-                    let limit = Nanos::from_std(within.as_std());
-                    let first = st
-                        .clean
-                        .iter()
-                        .map(|t| Nanos(t.0 - START.0))
-                        .find(|t| *t >= c)
-                        .map(|t| Nanos(t.0 - c.0));
-                    match first {
-                        Some(l) => (text, l <= limit, format!("clean {} after", secs(l))),
-                        None => (text, false, "never clean after it".into()),
-                    }
-                }
-            }
-        }
-        Expectation::PnlImpact { max_loss } => (
-            format!("P&L stays above -{max_loss}"),
-            worst >= Amount::ZERO - *max_loss,
-            format!("worst {worst}"),
-        ),
-        Expectation::NoLostOrders => (
-            "no acknowledged order lost".to_string(),
-            lost.is_empty(),
-            if lost.is_empty() {
-                "every order accounted for".into()
-            } else {
-                format!("unaccounted: {}", lost.join(", "))
-            },
-        ),
-    };
-    Outcome {
-        expectation,
-        passed,
-        detail,
-    }
 }

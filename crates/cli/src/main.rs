@@ -220,6 +220,8 @@ fn main() -> ExitCode {
         tradestack_risk::RiskConfig::from_table(&config.risk).err(),
         tradestack_trading::service::TradingSettings::from_table(&config.trading).err(),
         tradestack_custody::service::CustodySettings::from_table(&config.custody).err(),
+        tradestack_chaos::service::CoordinatorSettings::from_table(&config.coordinator).err(),
+        tradestack_audit::service::AuditSettings::from_table(&config.audit).err(),
     ];
     if let Some(e) = problems.into_iter().flatten().next() {
         eprintln!("error: configuration: {e}");

@@ -10,9 +10,11 @@ pub const ALL: &[&str] = &[
     "registry",
     "exchange",
     "marketdata",
+    "audit",
     "risk",
     "strategy",
     "custodian",
+    "coordinator",
 ];
 
 /// The registry's HTTP service.

@@ -13,28 +13,12 @@ use std::time::{Duration, Instant};
 use common::Proc;
 use serde_json::{Value, json};
 
-const CONFIG: &str = r#"
-[[strategies]]
-id = "mm-btc"
-account = "desk-mm"
-kind = "market_maker"
-instrument = "BTC-USDT"
-size = "0.01"
-max_inventory = "0.2"
-half_spread_bps = 1
-refresh = "500ms"
-
-[risk.rules]
-runaway_orders_per_second = 20
-runaway_for = "2s"
-
-[custody]
-step_every = "100ms"
-reconcile_every = "500ms"
-"#;
-
 fn start(dir: &std::path::Path, extra: &str) -> Proc {
-    std::fs::write(dir.join("tradestack.toml"), format!("{CONFIG}\n{extra}")).unwrap();
+    std::fs::write(
+        dir.join("tradestack.toml"),
+        format!("{}\n{extra}", common::DESK),
+    )
+    .unwrap();
     let data = dir.join("data");
     Proc::start(
         &["up"],

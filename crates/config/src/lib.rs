@@ -116,6 +116,11 @@ pub struct Config {
     /// The custodian's `[custody]` table (settlement cycle, wallets,
     /// reconciliation), validated by that service.
     pub custody: toml::Table,
+    /// The chaos coordinator's `[coordinator]` table (service URLs, admin
+    /// token, tick), validated by that service.
+    pub coordinator: toml::Table,
+    /// The audit service's `[audit]` table (grace, runs kept), validated by that service.
+    pub audit: toml::Table,
 }
 
 /// Logging settings.
@@ -240,7 +245,13 @@ impl Default for Config {
                 ..ServiceConfig::default()
             },
         );
-        for (name, port) in [("strategy", 8800), ("risk", 8900), ("custodian", 8950)] {
+        for (name, port) in [
+            ("strategy", 8800),
+            ("risk", 8900),
+            ("custodian", 8950),
+            ("coordinator", 8960),
+            ("audit", 8970),
+        ] {
             services.insert(
                 name.to_string(),
                 ServiceConfig {
@@ -270,6 +281,8 @@ impl Default for Config {
             risk: toml::Table::new(),
             trading: toml::Table::new(),
             custody: toml::Table::new(),
+            coordinator: toml::Table::new(),
+            audit: toml::Table::new(),
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Admin endpoints under `/admin`, guarded by a bearer token
-//! (`exchange.admin_token`): deposits and withdrawals for simulation, and the
-//! chaos hooks. Without a configured token they answer 403.
+//! (`exchange.admin_token`): deposits and withdrawals for simulation, any
+//! account's open orders (for audits such as the chaos coordinator's
+//! lost-order check), and the chaos hooks. Without a configured token they
+//! answer 403.
 
 use std::sync::Arc;
 
@@ -11,7 +13,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use serde::Deserialize;
 use tradestack_api::{ApiError, parse_json};
 use tradestack_model::{AccountId, Amount, AssetCode};
@@ -29,6 +31,7 @@ pub fn router(
     Router::new()
         .route("/admin/accounts/{account}/deposits", post(deposit))
         .route("/admin/accounts/{account}/withdrawals", post(withdraw))
+        .route("/admin/accounts/{account}/orders", get(open_orders))
         .with_state(exchange)
         .merge(crate::chaos::router(chaos))
         .layer(axum::middleware::from_fn_with_state(
@@ -121,6 +124,18 @@ async fn transfer(
             "unexpected reply",
         )),
     }
+}
+
+async fn open_orders(
+    State(exchange): State<ExchangeHandle>,
+    Path(account): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let account = AccountId::new(&account);
+    let orders = exchange
+        .read(move |ex| ex.open_orders(&account, None))
+        .await
+        .map_err(crate::api::unavailable)?;
+    Ok(Json(orders))
 }
 
 async fn deposit(

@@ -93,7 +93,7 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-fn unavailable(_: Unavailable) -> ApiError {
+pub(crate) fn unavailable(_: Unavailable) -> ApiError {
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "unavailable",

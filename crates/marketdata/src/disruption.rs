@@ -135,6 +135,9 @@ pub enum CorruptionKind {
     Negative,
     /// Random low bits flipped.
     Garbled,
+    /// Moved `shift_bps` basis points up or down (a coin flip per tick):
+    /// plausible-looking, so only a comparison with a reference catches it.
+    Shifted,
 }
 
 /// Corrupting prices.
@@ -145,6 +148,8 @@ pub struct CorruptFault {
     pub probability: f64,
     /// The kinds to choose from, uniformly (non-empty when enabled).
     pub kinds: Vec<CorruptionKind>,
+    /// How far `shifted` moves a price, in basis points (1 to 9,999).
+    pub shift_bps: i64,
 }
 
 /// All fault settings; the default injects nothing.
@@ -205,6 +210,14 @@ impl DisruptionConfig {
         prob("corrupt.probability", self.corrupt.probability)?;
         if self.corrupt.probability > 0.0 && self.corrupt.kinds.is_empty() {
             return Err(DisruptionError::Incomplete("corrupt", "lists no kinds"));
+        }
+        if self.corrupt.kinds.contains(&CorruptionKind::Shifted)
+            && !(1..10_000).contains(&self.corrupt.shift_bps)
+        {
+            return Err(DisruptionError::Incomplete(
+                "corrupt.shift_bps",
+                "must be 1 to 9999 when kinds lists shifted",
+            ));
         }
         prob("duplicate_probability", self.duplicate_probability)?;
         prob("reorder.probability", self.reorder.probability)?;
@@ -428,7 +441,12 @@ impl<T: Tick> Disruptor<T> {
             let kind = corrupt.kinds[self.rng.corrupt.gen_range(0..corrupt.kinds.len())];
             let before = tick.main_price();
             let rng = &mut self.rng.corrupt;
-            tick.map_prices(&mut |p| corrupt_price(p, kind, rng));
+            let shift = if kind == CorruptionKind::Shifted && rng.gen_range(0u64..2) == 0 {
+                -corrupt.shift_bps
+            } else {
+                corrupt.shift_bps
+            };
+            tick.map_prices(&mut |p| corrupt_price(p, kind, shift, rng));
             let after = tick.main_price();
             self.record(
                 seq,
@@ -540,8 +558,12 @@ impl<T: Tick> Disruptor<T> {
 }
 
 /// Mangles one price.
-fn corrupt_price(p: Price, kind: CorruptionKind, rng: &mut DetRng) -> Price {
+fn corrupt_price(p: Price, kind: CorruptionKind, shift_bps: i64, rng: &mut DetRng) -> Price {
     match kind {
+        CorruptionKind::Shifted => {
+            let moved = i128::from(p.raw()) * i128::from(10_000 + shift_bps) / 10_000;
+            Price::from_raw(i64::try_from(moved).unwrap_or(i64::MAX))
+        }
         CorruptionKind::TimesTen => Price::from_raw(p.raw().saturating_mul(10)),
         CorruptionKind::Zero => Price::ZERO,
         CorruptionKind::Negative => Price::from_raw(-p.raw().saturating_abs().max(1)),

@@ -441,6 +441,7 @@ mod tests {
             corrupt: CorruptFault {
                 probability: 0.5,
                 kinds: vec![CorruptionKind::TimesTen],
+                shift_bps: 0,
             },
             ..DisruptionConfig::default()
         };

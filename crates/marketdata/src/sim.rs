@@ -393,6 +393,15 @@ impl Simulation {
 
     /// Runs until `until`, calling `sink` with every exchange event and its time.
     pub fn run_until(&mut self, until: UnixNanos, mut sink: impl FnMut(UnixNanos, &ExchangeEvent)) {
+        self.run_until_owned(until, |t, e| sink(t, &e));
+    }
+
+    /// [`Simulation::run_until`], handing each event over instead of lending it.
+    pub fn run_until_owned(
+        &mut self,
+        until: UnixNanos,
+        mut sink: impl FnMut(UnixNanos, ExchangeEvent),
+    ) {
         loop {
             let next_wake = self.population.next_wake().unwrap_or(i64::MAX);
             let next = next_wake.min(self.next_step.0);
@@ -421,7 +430,7 @@ impl Simulation {
                 self.events.clear();
                 let _ = self.exchange.apply(&cmd, self.now, &mut self.events);
                 self.commands += 1;
-                for e in &self.events {
+                for e in self.events.drain(..) {
                     if matches!(e, ExchangeEvent::Trade(_)) {
                         self.trades += 1;
                     }

@@ -4,7 +4,7 @@
 //! switch on the strategies it halts.
 
 use tradestack_exchange::ExchangeEvent;
-use tradestack_model::{Instrument, StrategyId, UnixNanos};
+use tradestack_model::{Instrument, InstrumentId, StrategyId, UnixNanos};
 use tradestack_trading::session::SessionError;
 use tradestack_trading::{Session, SessionConfig};
 
@@ -15,9 +15,10 @@ use crate::state::{TradingState, Transition};
 
 /// What a risked session reports as it runs.
 #[derive(Clone, Debug)]
-pub enum RiskEvent {
-    /// An exchange event (strategies' orders and fills named).
-    Exchange(ExchangeEvent),
+pub enum RiskEvent<'a> {
+    /// An exchange event (strategies' orders and fills named), lent: most
+    /// observers only count them, and copying every book change costs.
+    Exchange(&'a ExchangeEvent),
     /// An alert fired or resolved.
     Alert(AlertChange),
     /// A trading state changed.
@@ -62,24 +63,28 @@ impl RiskedSession {
     pub fn run_until(&mut self, until: UnixNanos, mut observe: impl FnMut(UnixNanos, &RiskEvent)) {
         loop {
             let t = self.session.gate.next_evaluation().min(until);
-            let mut events = Vec::new();
-            self.session
-                .run_until(t, |at, e| events.push((at, e.clone())));
-            // With the feed delayed, the monitor sees market data as the
-            // strategies do (the quotes), not straight from the venue.
-            let direct = self.session.faults.feed_delay.0 == 0;
-            for (at, e) in events {
-                match &e {
-                    ExchangeEvent::Fill(f) => self.session.gate.on_fill(f, at),
-                    ExchangeEvent::Trade(t) if direct => {
-                        self.session.gate.on_market_data(&t.instrument, at)
-                    }
-                    ExchangeEvent::Book { instrument, .. } if direct => {
-                        self.session.gate.on_market_data(instrument, at)
-                    }
+            // The gate hears the chunk's fills and market-data times after
+            // the chunk, in order; only the fills are copied for it.
+            let mut fills = Vec::new();
+            let mut seen: Vec<(InstrumentId, UnixNanos)> = Vec::new();
+            self.session.run_until(t, |at, e| {
+                match e {
+                    ExchangeEvent::Fill(f) => fills.push((f.clone(), at)),
+                    ExchangeEvent::Trade(tr) => note(&mut seen, &tr.instrument, at),
+                    ExchangeEvent::Book { instrument, .. } => note(&mut seen, instrument, at),
                     _ => {}
                 }
                 observe(at, &RiskEvent::Exchange(e));
+            });
+            for (f, at) in &fills {
+                self.session.gate.on_fill(f, *at);
+            }
+            // With the feed delayed, the monitor sees market data as the
+            // strategies do (the quotes), not straight from the venue.
+            if self.session.faults.feed_delay.0 == 0 {
+                for (instrument, at) in &seen {
+                    self.session.gate.on_market_data(instrument, *at);
+                }
             }
             for (at, ok, latency) in self.session.take_venue_results() {
                 self.session.gate.on_venue_result(at, ok, latency);
@@ -142,12 +147,16 @@ impl RiskedSession {
                 .collect(),
         };
         for s in targets {
-            let mut events = Vec::new();
             self.session
-                .cancel_strategy_orders(&s, |at, e| events.push((at, e.clone())));
-            for (at, e) in events {
-                observe(at, &RiskEvent::Exchange(e));
-            }
+                .cancel_strategy_orders(&s, |at, e| observe(at, &RiskEvent::Exchange(e)));
         }
+    }
+}
+
+/// Keeps the latest time market data was seen per instrument.
+fn note(seen: &mut Vec<(InstrumentId, UnixNanos)>, instrument: &InstrumentId, at: UnixNanos) {
+    match seen.iter_mut().find(|(i, _)| i == instrument) {
+        Some((_, t)) => *t = (*t).max(at),
+        None => seen.push((instrument.clone(), at)),
     }
 }

@@ -15,6 +15,18 @@ pub enum RegistryLink {
     Remote(RegistryClient),
 }
 
+impl RegistryLink {
+    /// The base URL (`http://host:port`) of a passing instance of `name`,
+    /// if one is registered.
+    pub async fn locate(&self, name: &str) -> Result<Option<String>, String> {
+        let entries = match self {
+            RegistryLink::Local(r) => r.by_name(name, false).await.map_err(|e| e.to_string())?,
+            RegistryLink::Remote(c) => c.health(name, false).await.map_err(|e| e.to_string())?,
+        };
+        Ok(entries.first().map(|e| e.base_url()))
+    }
+}
+
 #[derive(Clone)]
 pub(crate) struct Registration {
     id: String,

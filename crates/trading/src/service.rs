@@ -7,6 +7,8 @@
 //!   counters, open orders and misbehaviour;
 //! - `PUT /api/v1/strategies/{id}/misbehaviour`: switch a misbehaviour
 //!   on (a JSON [`Misbehaviour`]) or off (`null`);
+//! - `GET /api/v1/orders[?strategy=]`: the strategies' open orders as the
+//!   engine knows them;
 //! - `GET /api/v1/positions[?account=&strategy=]`: positions with
 //!   average entry, realized and unrealized P&L (to the mid and to the
 //!   reference price) and fees, exact decimals;
@@ -333,6 +335,51 @@ async fn strategies<G: OrderGate + Send + 'static>(
     Ok(Json(views))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OrderQuery {
+    strategy: Option<StrategyId>,
+}
+
+/// One open order as the engine knows it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OpenOrderView {
+    /// The strategy.
+    pub strategy: StrategyId,
+    /// Its account.
+    pub account: AccountId,
+    /// The order.
+    #[serde(flatten)]
+    pub order: tradestack_model::Order,
+}
+
+async fn open_orders<G: OrderGate + Send + 'static>(
+    State(api): State<Api<G>>,
+    ApiQuery(q): ApiQuery<OrderQuery>,
+) -> Result<Json<Vec<OpenOrderView>>, ApiError> {
+    let views = api
+        .driver
+        .read(move |d| {
+            d.engine
+                .strategies()
+                .filter(|(id, _)| q.strategy.as_ref().is_none_or(|s| s == *id))
+                .flat_map(|(id, account)| {
+                    d.engine
+                        .open_orders(id)
+                        .into_iter()
+                        .map(|order| OpenOrderView {
+                            strategy: id.clone(),
+                            account: account.clone(),
+                            order,
+                        })
+                })
+                .collect()
+        })
+        .await
+        .map_err(stopped)?;
+    Ok(Json(views))
+}
+
 async fn set_misbehaviour<G: OrderGate + Send + 'static>(
     State(api): State<Api<G>>,
     Path(id): Path<String>,
@@ -420,6 +467,7 @@ impl<G: OrderGate + Send + 'static> Service for StrategyService<G> {
                 "/api/v1/strategies/{id}/misbehaviour",
                 put(set_misbehaviour::<G>),
             )
+            .route("/api/v1/orders", get(open_orders::<G>))
             .route("/api/v1/positions", get(positions::<G>))
             .route("/api/v1/exposures", get(exposures::<G>))
             .route("/api/v1/driver", get(driver_stats::<G>))

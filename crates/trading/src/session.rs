@@ -131,6 +131,8 @@ pub struct Session<G: OrderGate = Open> {
     pub track_venue: bool,
     /// Quotes seen while corrupting, for the alternation.
     corrupted: u64,
+    /// The exchange events of one step, kept to reuse the allocation.
+    scratch: Vec<(UnixNanos, ExchangeEvent)>,
 }
 
 impl Session<Open> {
@@ -198,6 +200,7 @@ impl<G: OrderGate> Session<G> {
             venue_results: Vec::new(),
             track_venue: false,
             corrupted: 0,
+            scratch: Vec::new(),
         };
         session.sync_reference();
         let out = session.engine.start(start);
@@ -236,11 +239,12 @@ impl<G: OrderGate> Session<G> {
             };
             let next = next.max(self.now);
             self.stats.steps += 1;
-            let mut events = Vec::new();
-            self.sim.run_until(next, |t, e| events.push((t, e.clone())));
+            let mut events = std::mem::take(&mut self.scratch);
+            self.sim.run_until_owned(next, |t, e| events.push((t, e)));
             self.now = next;
             self.sync_reference();
-            self.deliver(events, &mut observe);
+            self.deliver(events.drain(..), &mut observe);
+            self.scratch = events;
             while let Some((_, q)) = self.delayed.front().filter(|(t, _)| *t <= next).cloned() {
                 self.delayed.pop_front();
                 let out = self.engine.on_quote(&q, next);
@@ -322,7 +326,7 @@ impl<G: OrderGate> Session<G> {
     /// for trades; executes what the strategies answer.
     fn deliver(
         &mut self,
-        events: Vec<(UnixNanos, ExchangeEvent)>,
+        events: impl IntoIterator<Item = (UnixNanos, ExchangeEvent)>,
         observe: &mut impl FnMut(UnixNanos, &ExchangeEvent),
     ) {
         let mut touched: Vec<InstrumentId> = Vec::new();
@@ -442,8 +446,8 @@ impl<G: OrderGate> Session<G> {
                     self.execute(out, observe);
                 }
             }
-            let stamped = events.into_iter().map(|e| (self.now, e)).collect();
-            self.deliver(stamped, observe);
+            let now = self.now;
+            self.deliver(events.into_iter().map(move |e| (now, e)), observe);
         }
     }
 }

@@ -1,5 +1,6 @@
 //! `tradestack scenario list | show NAME | validate FILE | run NAME|FILE`:
-//! chaos scenarios over the whole ecosystem in simulated time.
+//! chaos scenarios over the whole ecosystem in simulated time, or with
+//! `--target URL` in real time through a running coordinator.
 //!
 //! Exit codes: 0 when every expectation holds, 1 when one does not, 2 for
 //! an invalid file (one line naming the field).
@@ -10,7 +11,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
-use tradestack_chaos::run::Happening;
+use tradestack_chaos::live::RunView;
+use tradestack_chaos::run::{Happening, Progress};
 use tradestack_chaos::{Scenario, builtin, report};
 use tradestack_model::Nanos;
 
@@ -101,11 +103,12 @@ pub fn run(opts: ScenarioOptions) -> ExitCode {
             report,
             target,
         } => {
-            if target.is_some() {
-                eprintln!(
-                    "error: --target (real time against a running ecosystem) is not available yet; run in simulated time without it"
-                );
-                return ExitCode::from(EXIT_INVALID);
+            if let Some(url) = target {
+                if speed != "max" && speed != "realtime" {
+                    eprintln!("error: --speed: with --target the run is in real time");
+                    return ExitCode::from(EXIT_INVALID);
+                }
+                return remote(&url, &scenario, seed, report.as_deref());
             }
             let pace = match parse_speed(&speed) {
                 Ok(p) => p,
@@ -162,6 +165,172 @@ fn clock(n: Nanos) -> String {
     format!("{:02}:{:02}:{:02}", s / 3_600, s % 3_600 / 60, s % 60)
 }
 
+/// Draws the progress bar (on a terminal only).
+fn bar(p: &Progress) {
+    let width = 30usize;
+    let filled = (p.done.0 as f64 / p.total.0.max(1) as f64 * width as f64) as usize;
+    eprint!(
+        "\r[{}{}] {} / {}  injections {}  detections {}",
+        "#".repeat(filled.min(width)),
+        ".".repeat(width - filled.min(width)),
+        clock(p.done),
+        clock(p.total),
+        p.injections,
+        p.detections
+    );
+    let _ = std::io::stderr().flush();
+}
+
+/// Prints one line of the live summary (above the bar on a terminal).
+fn say(h: &Happening, tty: bool) {
+    let line = match h {
+        Happening::Injected(i) => match i.cleared_at {
+            None => format!("{}  + inject {} ({})", clock(i.at), i.id, i.kind),
+            Some(c) => format!("{}  - clear  {}", clock(c), i.id),
+        },
+        Happening::Detected(d) => format!(
+            "{}  ! {:<5} {} {} ({})",
+            clock(d.at),
+            d.kind,
+            d.rule,
+            d.subject,
+            d.detail
+        ),
+    };
+    if tty {
+        eprint!("\r\x1b[2K");
+    }
+    eprintln!("{line}");
+}
+
+/// Prints the report, writes it to `dir`, and gives the exit code.
+fn finish(report: &tradestack_chaos::Report, dir: Option<&Path>) -> ExitCode {
+    print!("{}", report::markdown(report));
+    if let Some(dir) = dir {
+        if let Err(e) = report::write(report, dir) {
+            eprintln!("error: cannot write the report to {}: {e}", dir.display());
+            return ExitCode::FAILURE;
+        }
+        println!("Report: {}", dir.display());
+    }
+    if report.passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// Runs through the coordinator at `base` in real time, following it until it ends.
+fn remote(base: &str, what: &str, seed: Option<u64>, dir: Option<&Path>) -> ExitCode {
+    let mut body = serde_json::Map::new();
+    if builtin::get(what).is_some() {
+        body.insert("name".into(), what.into());
+    } else {
+        let text = match std::fs::read_to_string(what) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!(
+                    "error: {what}: not a built-in scenario, and the file cannot be read ({e})"
+                );
+                return ExitCode::from(EXIT_INVALID);
+            }
+        };
+        if let Err(e) = Scenario::from_yaml(&text) {
+            eprintln!("error: {what}: {e}");
+            return ExitCode::from(EXIT_INVALID);
+        }
+        body.insert("yaml".into(), text.into());
+    }
+    if let Some(s) = seed {
+        body.insert("seed".into(), s.into());
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(follow(base.trim_end_matches('/'), body)) {
+        Ok(report) => finish(&report, dir),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn follow(
+    base: &str,
+    body: serde_json::Map<String, serde_json::Value>,
+) -> Result<tradestack_chaos::Report, String> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let url = format!("{base}/api/v1/scenarios/runs");
+    let resp = http
+        .post(&url)
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| format!("cannot reach the coordinator at {base}: {e}"))?;
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    if !status.is_success() {
+        return Err(format!("the coordinator refused the run: {status} {text}"));
+    }
+    let mut view: RunView = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    let tty = std::io::stderr().is_terminal();
+    eprintln!(
+        "scenario {} (seed {}) on {base} in real time, run {}",
+        view.scenario, view.seed, view.id
+    );
+    let (mut seen_inj, mut seen_det) = (Vec::new(), 0usize);
+    loop {
+        for i in &view.injections {
+            if !seen_inj.contains(i) {
+                say(&Happening::Injected(i.clone()), tty);
+                seen_inj.push(i.clone());
+            }
+        }
+        for d in view.detections.iter().skip(seen_det) {
+            say(&Happening::Detected(d.clone()), tty);
+        }
+        seen_det = seen_det.max(view.detections.len());
+        if tty {
+            bar(&Progress {
+                done: view.done,
+                total: view.duration,
+                injections: view.injections.len(),
+                detections: view.detections.len(),
+            });
+        }
+        if let Some(report) = view.report.take() {
+            if tty {
+                eprintln!();
+            }
+            for e in &report.errors {
+                eprintln!("warning: {e}");
+            }
+            return Ok(report);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        view = http
+            .get(format!("{url}/{}", view.id))
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| format!("lost the coordinator at {base}: {e}"))?
+            .json()
+            .await
+            .map_err(|e| format!("the coordinator's answer: {e}"))?;
+    }
+}
+
 fn execute(s: &Scenario, seed: u64, pace: Option<f64>, dir: Option<&Path>) -> ExitCode {
     let tty = std::io::stderr().is_terminal();
     let started = Instant::now();
@@ -184,40 +353,10 @@ fn execute(s: &Scenario, seed: u64, pace: Option<f64>, dir: Option<&Path>) -> Ex
             }
             if tty && (last_bar.elapsed() >= Duration::from_millis(100) || p.done == p.total) {
                 last_bar = Instant::now();
-                let width = 30usize;
-                let filled = (p.done.0 as f64 / p.total.0.max(1) as f64 * width as f64) as usize;
-                eprint!(
-                    "\r[{}{}] {} / {}  injections {}  detections {}",
-                    "#".repeat(filled.min(width)),
-                    ".".repeat(width - filled.min(width)),
-                    clock(p.done),
-                    clock(p.total),
-                    p.injections,
-                    p.detections
-                );
-                let _ = std::io::stderr().flush();
+                bar(&p);
             }
         },
-        |h| {
-            let line = match h {
-                Happening::Injected(i) => match i.cleared_at {
-                    None => format!("{}  + inject {} ({})", clock(i.at), i.id, i.kind),
-                    Some(c) => format!("{}  - clear  {}", clock(c), i.id),
-                },
-                Happening::Detected(d) => format!(
-                    "{}  ! {:<5} {} {} ({})",
-                    clock(d.at),
-                    d.kind,
-                    d.rule,
-                    d.subject,
-                    d.detail
-                ),
-            };
-            if tty {
-                eprint!("\r\x1b[2K");
-            }
-            eprintln!("{line}");
-        },
+        |h| say(h, tty),
     );
     if tty {
         eprintln!();
@@ -230,23 +369,11 @@ fn execute(s: &Scenario, seed: u64, pace: Option<f64>, dir: Option<&Path>) -> Ex
         }
     };
     let wall = started.elapsed();
-    print!("{}", report::markdown(&report));
-    println!(
-        "\nWall time {:.2} s: {:.0} events/s, {:.0}x real time.",
+    eprintln!(
+        "Wall time {:.2} s: {:.0} events/s, {:.0}x real time.",
         wall.as_secs_f64(),
         report.activity.events as f64 / wall.as_secs_f64().max(1e-9),
         report.duration.0 as f64 / 1e9 / wall.as_secs_f64().max(1e-9)
     );
-    if let Some(dir) = dir {
-        if let Err(e) = report::write(&report, dir) {
-            eprintln!("error: cannot write the report to {}: {e}", dir.display());
-            return ExitCode::FAILURE;
-        }
-        println!("Report: {}", dir.display());
-    }
-    if report.passed {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    }
+    finish(&report, dir)
 }

@@ -97,6 +97,24 @@ pub async fn run(config: Config, only: Option<String>) -> anyhow::Result<ExitCod
         ilp = svc.ilp_addr();
         running.push(serve(&rt, Arc::new(svc), &link).await?);
     }
+    // The audit starts before the strategies so it sums every fill they make.
+    if wanted("audit") {
+        let settings = tradestack_audit::service::AuditSettings::from_table(&rt.config.audit)
+            .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+        let svc = tradestack_audit::service::AuditService::start(
+            settings,
+            tradestack_audit::service::Context {
+                bus: rt.bus.clone(),
+                clock: rt.clock.clone(),
+                metrics: rt.metrics.clone(),
+                registry: link.clone(),
+                shutdown: rt.shutdown_signal(),
+            },
+        )
+        .await
+        .context("audit")?;
+        running.push(serve(&rt, Arc::new(svc), &link).await?);
+    }
     let strategies = tradestack_trading::strategies::from_tables(&rt.config.strategies)
         .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
     let accounts = tradestack_risk::service::strategy_accounts(&strategies);
@@ -183,6 +201,26 @@ pub async fn run(config: Config, only: Option<String>) -> anyhow::Result<ExitCod
         .context("custodian")?;
         running.push(serve(&rt, Arc::new(svc), &link).await?);
     }
+    if wanted("coordinator") {
+        let mut settings =
+            tradestack_chaos::service::CoordinatorSettings::from_table(&rt.config.coordinator)
+                .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+        if settings.admin_token.is_none() {
+            settings.admin_token =
+                tradestack_exchange::ExchangeSettings::from_table(&rt.config.exchange)
+                    .map_err(|e| anyhow::anyhow!("configuration: {e}"))?
+                    .admin_token;
+        }
+        let svc = tradestack_chaos::service::CoordinatorService::new(
+            settings,
+            tradestack_chaos::service::Context {
+                bus: rt.bus.clone(),
+                clock: rt.clock.clone(),
+                registry: link.clone(),
+            },
+        );
+        running.push(serve(&rt, Arc::new(svc), &link).await?);
+    }
     say(&format!(
         "tradestack {} is up (bus={}, state={}, cache={})",
         tradestack_service::VERSION,
@@ -191,10 +229,10 @@ pub async fn run(config: Config, only: Option<String>) -> anyhow::Result<ExitCod
         rt.cache.engine()
     ));
     for s in &running {
-        say(&format!("  {:<10} http://{}", s.name, s.addr));
+        say(&format!("  {:<12} http://{}", s.name, s.addr));
     }
     if let Some(addr) = ilp {
-        say(&format!("  {:<10} tcp://{addr} (line protocol)", "ilp"));
+        say(&format!("  {:<12} tcp://{addr} (line protocol)", "ilp"));
     }
     say("Press Ctrl-C to stop.");
 

@@ -7,6 +7,28 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_tradestack");
 
+/// A desk for the end-to-end tests: a market maker on BTC-USDT, a runaway
+/// rule that trips in seconds, and custody cycling fast.
+pub const DESK: &str = r#"
+[[strategies]]
+id = "mm-btc"
+account = "desk-mm"
+kind = "market_maker"
+instrument = "BTC-USDT"
+size = "0.01"
+max_inventory = "0.2"
+half_spread_bps = 1
+refresh = "500ms"
+
+[risk.rules]
+runaway_orders_per_second = 20
+runaway_for = "2s"
+
+[custody]
+step_every = "100ms"
+reconcile_every = "500ms"
+"#;
+
 /// A running `tradestack` process and the endpoints it printed.
 pub struct Proc {
     /// The child process.
@@ -27,6 +49,8 @@ impl Proc {
             .env("TRADESTACK_SERVICES__RISK__LISTEN", "127.0.0.1:0")
             .env("TRADESTACK_SERVICES__STRATEGY__LISTEN", "127.0.0.1:0")
             .env("TRADESTACK_SERVICES__CUSTODIAN__LISTEN", "127.0.0.1:0")
+            .env("TRADESTACK_SERVICES__COORDINATOR__LISTEN", "127.0.0.1:0")
+            .env("TRADESTACK_SERVICES__AUDIT__LISTEN", "127.0.0.1:0")
             .env("TRADESTACK_MARKETDATA__ILP_LISTEN", "127.0.0.1:0")
             // The tests' books hold only their own orders.
             .env("TRADESTACK_MARKETDATA__SIMULATE", "false")

@@ -53,6 +53,7 @@ fn everything_on() -> DisruptionConfig {
                 CorruptionKind::Negative,
                 CorruptionKind::Garbled,
             ],
+            shift_bps: 0,
         },
         latency: LatencyFault {
             base: Nanos(2 * MS),
@@ -239,11 +240,13 @@ fn corruption_kinds_do_what_they_say() {
         CorruptionKind::Zero,
         CorruptionKind::Negative,
         CorruptionKind::Garbled,
+        CorruptionKind::Shifted,
     ] {
         let cfg = DisruptionConfig {
             corrupt: CorruptFault {
                 probability: 1.0,
                 kinds: vec![kind],
+                shift_bps: 300,
             },
             ..DisruptionConfig::default()
         };
@@ -257,6 +260,10 @@ fn corruption_kinds_do_what_they_say() {
                 CorruptionKind::Zero => assert_eq!(got, Price::ZERO),
                 CorruptionKind::Negative => assert_eq!(got.raw(), -orig.raw()),
                 CorruptionKind::Garbled => assert_ne!(got, orig),
+                CorruptionKind::Shifted => {
+                    let moved = [103, 97].map(|f| i128::from(orig.raw()) * f / 100);
+                    assert!(moved.contains(&i128::from(got.raw())), "{orig} -> {got}");
+                }
             }
             assert_eq!(
                 r.action,
@@ -286,6 +293,7 @@ fn corruption_probability_is_respected_on_quotes() {
         corrupt: CorruptFault {
             probability: 0.1,
             kinds: vec![CorruptionKind::TimesTen],
+            shift_bps: 0,
         },
         ..DisruptionConfig::default()
     };
@@ -495,6 +503,7 @@ proptest::proptest! {
             corrupt: CorruptFault {
                 probability: p_corrupt,
                 kinds: vec![CorruptionKind::Garbled, CorruptionKind::Negative],
+                shift_bps: 0,
             },
             latency: LatencyFault {
                 base: Nanos(MS),
