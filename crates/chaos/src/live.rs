@@ -39,10 +39,10 @@ use tradestack_model::{Amount, Fill, Nanos, Order, UnixNanos};
 use tradestack_risk::service::{ALERTS_TOPIC, STATES_TOPIC};
 use tradestack_risk::{AlertChange, Transition};
 use tradestack_trading::PositionView;
-use tradestack_trading::service::{OpenOrderView, StrategyView};
+use tradestack_trading::service::StrategyView;
 
 use crate::faults;
-use crate::run::{Activity, GRACE, PnlPoint, Report, Validation, pnl_of, unaccounted};
+use crate::run::{Activity, GRACE, PnlPoint, PricePoint, Report, Validation, pnl_of, unaccounted};
 use crate::scenario::{FaultKind, Scenario};
 use crate::timeline::Timeline;
 
@@ -173,6 +173,7 @@ pub async fn start(
         held: Held::default(),
         activity: Activity::default(),
         pnl: Vec::new(),
+        prices: Vec::new(),
         worst: None,
     };
     tokio::spawn(driver.drive(inputs, aborted));
@@ -253,6 +254,7 @@ struct Driver {
     held: Held,
     activity: Activity,
     pnl: Vec<PnlPoint>,
+    prices: Vec<PricePoint>,
     worst: Option<Amount>,
 }
 
@@ -288,7 +290,7 @@ impl Driver {
                     }
                     if offset >= next_pnl {
                         next_pnl = offset + Nanos::from_secs(5);
-                        self.sample_pnl(offset).await;
+                        self.sample(offset).await;
                     }
                     {
                         let mut v = self.view.lock();
@@ -318,7 +320,7 @@ impl Driver {
         for (fid, _) in self.timeline.active() {
             self.clear(&id, &fid, end).await;
         }
-        self.sample_pnl(end).await;
+        self.sample(end).await;
         let lost = self.lost_orders().await;
         let validation = self.validation().await;
         let expectations = self
@@ -343,6 +345,7 @@ impl Driver {
             activity: self.activity,
             pnl: std::mem::take(&mut self.pnl),
             worst_pnl: self.worst.unwrap_or(Amount::ZERO),
+            prices: std::mem::take(&mut self.prices),
             validation,
             errors,
         };
@@ -562,7 +565,8 @@ impl Driver {
         Ok(())
     }
 
-    async fn sample_pnl(&mut self, at: Nanos) {
+    /// Samples the strategies' P&L and the simulator's reference prices.
+    async fn sample(&mut self, at: Nanos) {
         match self
             .hands
             .get::<Vec<PositionView>>("strategy", "/api/v1/positions")
@@ -574,6 +578,24 @@ impl Driver {
                 self.pnl.push(PnlPoint { at, pnl: p });
             }
             Err(e) => tracing::debug!(error = %e, "P&L not read"),
+        }
+        match self
+            .hands
+            .get::<Value>("marketdata", "/api/v1/simulator")
+            .await
+        {
+            Ok(v) => {
+                let prices: BTreeMap<String, tradestack_model::Price> = v["prices"]
+                    .as_object()
+                    .map(|m| {
+                        m.iter()
+                            .filter_map(|(k, p)| Some((k.clone(), p.as_str()?.parse().ok()?)))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                self.prices.push(PricePoint { at, prices });
+            }
+            Err(e) => tracing::debug!(error = %e, "reference prices not read"),
         }
     }
 
@@ -591,7 +613,7 @@ impl Driver {
         let strategies: Vec<StrategyView> = h.get("strategy", "/api/v1/strategies").await?;
         let mut out = Vec::new();
         for s in &strategies {
-            let engine: Vec<OpenOrderView> = h
+            let engine: Vec<Order> = h
                 .get("strategy", &format!("/api/v1/orders?strategy={}", s.id))
                 .await?;
             let venue: Vec<Order> = h
@@ -601,7 +623,7 @@ impl Driver {
             out.extend(unaccounted(
                 engine
                     .iter()
-                    .map(|o| o.order.client_order_id.to_string())
+                    .map(|o| o.client_order_id.to_string())
                     .collect(),
                 venue
                     .iter()

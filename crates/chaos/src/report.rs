@@ -115,16 +115,28 @@ fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// The self-contained HTML page.
-pub fn html(r: &Report) -> String {
+/// One line of a chart: its name, colour and points (offset, value).
+struct Series {
+    name: String,
+    colour: &'static str,
+    points: Vec<(Nanos, f64)>,
+}
+
+const COLOURS: &[&str] = &[
+    "#264653", "#e76f51", "#2a9d8f", "#8338ec", "#e9c46a", "#3a86ff", "#6a994e", "#bc4749",
+];
+
+/// An SVG chart of `series` over the run, with the faults shaded and the
+/// detections marked under the axis.
+fn chart(r: &Report, series: &[Series], unit: &str) -> String {
     let (w, h, pad) = (960.0_f64, 260.0_f64, 40.0_f64);
     let total = r.duration.0.max(1) as f64;
     let x = |t: Nanos| pad + (t.0 as f64 / total) * (w - 2.0 * pad);
-    let values: Vec<f64> = r.pnl.iter().map(|p| p.pnl.raw() as f64 / 1e8).collect();
-    let (lo, hi) = values
+    let (lo, hi) = series
         .iter()
-        .fold((0.0_f64, 0.0_f64), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
-    let span = (hi - lo).max(1.0);
+        .flat_map(|s| s.points.iter().map(|(_, v)| *v))
+        .fold((0.0_f64, 0.0_f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    let span = (hi - lo).max(f64::EPSILON);
     let y = |v: f64| h - pad - (v - lo) / span * (h - 2.0 * pad);
     let mut svg = format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" aria-label="timeline">"#
@@ -135,8 +147,7 @@ pub fn html(r: &Report) -> String {
         z = y(0.0),
         e = w - pad
     );
-    for (i, _) in r.injections.iter().enumerate() {
-        let inj = &r.injections[i];
+    for inj in &r.injections {
         let x0 = x(inj.at);
         let x1 = inj.cleared_at.map_or(w - pad, x);
         let _ = write!(
@@ -150,26 +161,29 @@ pub fn html(r: &Report) -> String {
             escape(&inj.id)
         );
     }
-    let points: Vec<String> = r
-        .pnl
-        .iter()
-        .zip(&values)
-        .map(|(p, v)| format!("{:.1},{:.1}", x(p.at), y(*v)))
-        .collect();
-    let _ = write!(
-        svg,
-        r##"<polyline fill="none" stroke="#264653" stroke-width="1.5" points="{}"/>"##,
-        points.join(" ")
-    );
+    for s in series {
+        let points: Vec<String> = s
+            .points
+            .iter()
+            .map(|(t, v)| format!("{:.1},{:.1}", x(*t), y(*v)))
+            .collect();
+        let _ = write!(
+            svg,
+            r##"<polyline fill="none" stroke="{}" stroke-width="1.5" points="{}"><title>{}</title></polyline>"##,
+            s.colour,
+            points.join(" "),
+            escape(&s.name)
+        );
+    }
     for d in &r.detections {
-        let color = if d.kind == "state" {
+        let colour = if d.kind == "state" {
             "#e63946"
         } else {
             "#2a9d8f"
         };
         let _ = write!(
             svg,
-            r##"<circle cx="{:.1}" cy="{:.1}" r="4" fill="{color}"><title>{} {} {} ({})</title></circle>"##,
+            r##"<circle cx="{:.1}" cy="{:.1}" r="4" fill="{colour}"><title>{} {} {} ({})</title></circle>"##,
             x(d.at),
             h - pad + 12.0,
             clock(d.at),
@@ -180,14 +194,70 @@ pub fn html(r: &Report) -> String {
     }
     let _ = write!(
         svg,
-        r##"<text x="{pad}" y="{:.1}" font-size="11">00:00:00</text><text x="{:.1}" y="{:.1}" font-size="11" text-anchor="end">{}</text><text x="4" y="{:.1}" font-size="11">{hi:.0}</text><text x="4" y="{:.1}" font-size="11">{lo:.0}</text></svg>"##,
+        r##"<text x="{pad}" y="{:.1}" font-size="11">00:00:00</text><text x="{:.1}" y="{:.1}" font-size="11" text-anchor="end">{}</text><text x="4" y="{:.1}" font-size="11">{hi:.2}{unit}</text><text x="4" y="{:.1}" font-size="11">{lo:.2}{unit}</text></svg>"##,
         h - 4.0,
         w - pad,
         h - 4.0,
         clock(r.duration),
-        pad,
+        pad - 2.0,
         h - pad
     );
+    let legend: Vec<String> = series
+        .iter()
+        .map(|s| {
+            format!(
+                r#"<span style="color:{}">&#9632; {}</span>"#,
+                s.colour,
+                escape(&s.name)
+            )
+        })
+        .collect();
+    format!("{svg}<p>{}</p>", legend.join(" &nbsp; "))
+}
+
+/// The self-contained HTML page.
+pub fn html(r: &Report) -> String {
+    let pnl = chart(
+        r,
+        &[Series {
+            name: "P&L".into(),
+            colour: COLOURS[0],
+            points: r
+                .pnl
+                .iter()
+                .map(|p| (p.at, p.pnl.raw() as f64 / 1e8))
+                .collect(),
+        }],
+        "",
+    );
+    // Prices as a change from their first sample, so BTC and a stablecoin share an axis.
+    let mut symbols: Vec<&String> = r.prices.iter().flat_map(|p| p.prices.keys()).collect();
+    symbols.sort();
+    symbols.dedup();
+    let series: Vec<Series> = symbols
+        .iter()
+        .enumerate()
+        .map(|(n, sym)| {
+            let base = r
+                .prices
+                .iter()
+                .find_map(|p| p.prices.get(*sym))
+                .map_or(1.0, |p| p.raw() as f64);
+            Series {
+                name: (*sym).clone(),
+                colour: COLOURS[(n + 1) % COLOURS.len()],
+                points: r
+                    .prices
+                    .iter()
+                    .filter_map(|p| {
+                        let v = p.prices.get(*sym)?.raw() as f64;
+                        Some((p.at, (v / base.max(1.0) - 1.0) * 100.0))
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    let prices = chart(r, &series, "%");
     let body = markdown_to_html(&markdown(r));
     format!(
         r#"<!doctype html>
@@ -195,8 +265,11 @@ pub fn html(r: &Report) -> String {
 <style>body{{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}</style>
 </head><body>
 <h2>Timeline</h2>
-<p>P&amp;L (line), faults (shaded, from injection to clearing), alerts (green) and state changes (red).</p>
-{svg}
+<p>Faults are shaded from injection to clearing; under each chart, alerts are green dots and state changes red.</p>
+<h3>P&amp;L</h3>
+{pnl}
+<h3>Reference prices (change from the start)</h3>
+{prices}
 {body}
 </body></html>
 "#,

@@ -17,7 +17,7 @@ use tradestack_custody::{Custodian, CustodyChaos, CustodyConfig, SettlementCycle
 use tradestack_exchange::{ExchangeEvent, ExchangeSettings};
 use tradestack_marketdata::reference::OverlayId;
 use tradestack_marketdata::sim::SimConfig;
-use tradestack_model::{AccountId, Amount, Nanos, UnixNanos};
+use tradestack_model::{AccountId, Amount, Nanos, Price, UnixNanos};
 use tradestack_risk::{AlertChange, RiskEvent, RiskedSession};
 use tradestack_trading::SessionConfig;
 use tradestack_trading::session::SessionFaults;
@@ -68,6 +68,15 @@ pub struct PnlPoint {
     pub pnl: Amount,
 }
 
+/// One sample of the reference prices, for the timeline.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PricePoint {
+    /// Offset from the start.
+    pub at: Nanos,
+    /// Reference price per symbol (`BTC-USD`, `USDT-USD`, ...).
+    pub prices: BTreeMap<String, Price>,
+}
+
 /// The report of one run. Field order is the JSON order, and nothing in it
 /// depends on the wall clock.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,6 +103,8 @@ pub struct Report {
     pub pnl: Vec<PnlPoint>,
     /// Lowest P&L seen.
     pub worst_pnl: Amount,
+    /// Reference prices once a simulated minute (live: every 5 s).
+    pub prices: Vec<PricePoint>,
     /// The independent checks: positions recomputed from the fills, and
     /// custody balances from the settlements.
     pub validation: Validation,
@@ -203,6 +214,7 @@ pub fn run(
     let mut next_reconcile = START.0 + reconcile_every;
     let mut worst = Amount::ZERO;
     let mut pnl = Vec::new();
+    let mut prices = Vec::new();
     while now < end {
         // Steps due now (their offset passed, or their condition holds).
         for (i, step) in scenario.steps.iter().enumerate() {
@@ -292,6 +304,17 @@ pub fn run(
                 at: Nanos(now.0 - START.0),
                 pnl: p,
             });
+            prices.push(PricePoint {
+                at: Nanos(now.0 - START.0),
+                prices: rs
+                    .session
+                    .sim
+                    .reference
+                    .prices()
+                    .into_iter()
+                    .map(|(i, p)| (i.to_string(), p))
+                    .collect(),
+            });
         }
         progress(Progress {
             done: Nanos(now.0 - START.0),
@@ -325,6 +348,7 @@ pub fn run(
         activity: st.activity,
         pnl,
         worst_pnl: worst,
+        prices,
         validation,
         errors: Vec::new(),
     })

@@ -25,6 +25,12 @@ strategies:
     instrument: BTC-USDT
     size: "0.01"
     max_inventory: "0.2"
+  - id: mm-eth
+    account: desk-eth
+    kind: market_maker
+    instrument: ETH-USDT
+    size: "0.1"
+    max_inventory: "2"
 steps:
   - at: 2s
     inject: { id: settle, kind: settlement_failure, asset: BTC }
@@ -38,10 +44,10 @@ steps:
     inject:
       id: runaway
       kind: strategy
-      strategy: mm-btc
+      strategy: mm-eth
       misbehaviour:
         mode: runaway_loop
-        instrument: BTC-USDT
+        instrument: ETH-USDT
         start_per_second: 10
         double_every: 1000000000
         max_per_second: 400
@@ -51,7 +57,7 @@ expect:
   - { kind: alert, rule: market_data_deviation, after: garble, within: 6s }
   - { kind: alert, rule: settlement_break, after: settle, within: 12s }
   - { kind: reconciled, after: settle, within: 15s }
-  - { kind: state, strategy: mm-btc, state: HALTED, after: runaway, within: 15s }
+  - { kind: state, strategy: mm-eth, state: HALTED, after: runaway, within: 15s }
   - { kind: no_lost_orders }
 "#;
 
@@ -75,7 +81,14 @@ fn cli(args: Vec<String>) -> (i32, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scenario_runs_in_real_time_against_a_running_ecosystem() {
     let dir = tempfile::tempdir().unwrap();
-    let config = format!("{}\n[coordinator]\ntick = \"200ms\"\n", common::DESK);
+    // A second market maker misbehaves, so the first still has orders open
+    // when the coordinator looks for lost ones.
+    let config = format!(
+        "{}\n[[strategies]]\nid = \"mm-eth\"\naccount = \"desk-eth\"\nkind = \"market_maker\"\n\
+         instrument = \"ETH-USDT\"\nsize = \"0.1\"\nmax_inventory = \"2\"\nrefresh = \"500ms\"\n\
+         [coordinator]\ntick = \"200ms\"\n",
+        common::DESK
+    );
     std::fs::write(dir.path().join("tradestack.toml"), config).unwrap();
     let data = dir.path().join("data");
     let proc = Proc::start(
@@ -178,6 +191,9 @@ async fn a_scenario_runs_in_real_time_against_a_running_ecosystem() {
         "{report:#}"
     );
     assert!(report["validation"]["positions_checked"].as_u64().unwrap() >= 1);
+    // The lost-order check compared real orders: mm-btc still quotes.
+    let open = get(&format!("{strategy}/api/v1/orders?strategy=mm-btc")).await;
+    assert!(!open.as_array().unwrap().is_empty(), "{open}");
 
     // The audit service saw the same run on the bus.
     let runs = get(&format!("{coordinator}/api/v1/scenarios/runs")).await;

@@ -341,37 +341,21 @@ struct OrderQuery {
     strategy: Option<StrategyId>,
 }
 
-/// One open order as the engine knows it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct OpenOrderView {
-    /// The strategy.
-    pub strategy: StrategyId,
-    /// Its account.
-    pub account: AccountId,
-    /// The order.
-    #[serde(flatten)]
-    pub order: tradestack_model::Order,
-}
-
 async fn open_orders<G: OrderGate + Send + 'static>(
     State(api): State<Api<G>>,
     ApiQuery(q): ApiQuery<OrderQuery>,
-) -> Result<Json<Vec<OpenOrderView>>, ApiError> {
+) -> Result<Json<Vec<tradestack_model::Order>>, ApiError> {
     let views = api
         .driver
         .read(move |d| {
             d.engine
                 .strategies()
                 .filter(|(id, _)| q.strategy.as_ref().is_none_or(|s| s == *id))
-                .flat_map(|(id, account)| {
-                    d.engine
-                        .open_orders(id)
-                        .into_iter()
-                        .map(|order| OpenOrderView {
-                            strategy: id.clone(),
-                            account: account.clone(),
-                            order,
-                        })
+                .flat_map(|(id, _)| {
+                    d.engine.open_orders(id).into_iter().map(|mut order| {
+                        order.strategy.get_or_insert_with(|| id.clone());
+                        order
+                    })
                 })
                 .collect()
         })
