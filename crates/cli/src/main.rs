@@ -40,6 +40,9 @@ enum Command {
         /// Registry URL (default: `registry.url` from the configuration).
         #[arg(long)]
         registry: Option<String>,
+        /// Check only the service at this base URL (its `/readyz`), as a container health check does.
+        #[arg(long, conflicts_with = "registry")]
+        url: Option<String>,
     },
     /// Configuration commands.
     Config {
@@ -108,6 +111,9 @@ enum Command {
     /// Trading states and alerts of the risk service: halt, reduce or
     /// resume a strategy or account (audited), list states and alerts.
     Risk(commands::risk::RiskOptions),
+    /// The deployment: start, stop, restart, status, logs and clean through
+    /// docker compose; validate readiness (anywhere); backup and restore.
+    Infra(commands::infra::InfraOptions),
     /// Backtests one strategy over recorded market data in simulated time,
     /// writing a report folder (report.json, summary.txt, pnl.svg).
     Backtest(commands::backtest::BacktestOptions),
@@ -242,9 +248,11 @@ fn main() -> ExitCode {
             Command::Up => commands::up::run(config, None).await,
             Command::Serve { service } => commands::up::run(config, Some(service)).await,
             Command::Risk(opts) => commands::risk::run(&config, opts).await,
+            Command::Infra(opts) => commands::infra::run(&config, opts).await,
             Command::Scenario(_) => unreachable!("handled before the configuration is read"),
             Command::Status { registry } => commands::status::status(&config, registry).await,
-            Command::Health { registry } => commands::status::health(&config, registry).await,
+            Command::Health { url: Some(url), .. } => commands::status::health_of(&url).await,
+            Command::Health { registry, .. } => commands::status::health(&config, registry).await,
             Command::Config {
                 command: ConfigCommand::Show,
             } => {

@@ -81,12 +81,14 @@ fn cli(args: Vec<String>) -> (i32, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scenario_runs_in_real_time_against_a_running_ecosystem() {
     let dir = tempfile::tempdir().unwrap();
+    let (alertmanager, _received) = common::receiver().await;
     // A second market maker misbehaves, so the first still has orders open
     // when the coordinator looks for lost ones.
     let config = format!(
         "{}\n[[strategies]]\nid = \"mm-eth\"\naccount = \"desk-eth\"\nkind = \"market_maker\"\n\
          instrument = \"ETH-USDT\"\nsize = \"0.1\"\nmax_inventory = \"2\"\nrefresh = \"500ms\"\n\
-         [coordinator]\ntick = \"200ms\"\n",
+         [coordinator]\ntick = \"200ms\"\n\
+         [[risk.delivery.alertmanager]]\nurl = \"{alertmanager}\"\n",
         common::DESK
     );
     std::fs::write(dir.path().join("tradestack.toml"), config).unwrap();
@@ -231,4 +233,210 @@ async fn a_scenario_runs_in_real_time_against_a_running_ecosystem() {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|n| n.parse::<u64>().ok());
     assert_eq!(detected, Some(3), "{metrics}");
+
+    // Every tradestack metric a Grafana panel queries is exported by now
+    // (after a run with alerts, halts, injections and ingest).
+    let r = http
+        .post(format!("{}/write", proc.url("marketdata")))
+        .body("probe,host=a value=1i 1700000000000000000\n")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let metrics = reqwest::get(format!("{audit}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let dashboards = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/grafana/dashboards"
+    );
+    let mut missing = Vec::new();
+    let mut checked = 0;
+    for entry in std::fs::read_dir(dashboards).unwrap() {
+        let path = entry.unwrap().path();
+        let d: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        for expr in panel_exprs(&d) {
+            for m in metric_names(&expr) {
+                if is_external(&m) {
+                    continue;
+                }
+                checked += 1;
+                if !exported(&metrics, &m) {
+                    missing.push(format!(
+                        "{}: {m}",
+                        path.file_name().unwrap().to_string_lossy()
+                    ));
+                }
+            }
+        }
+    }
+    missing.sort();
+    missing.dedup();
+    assert!(checked > 50, "only {checked} metric references found");
+    assert!(missing.is_empty(), "queried but not exported: {missing:#?}");
+}
+
+/// Every PromQL `expr` of every panel (rows' panels included).
+fn panel_exprs(d: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack: Vec<&Value> = d["panels"].as_array().into_iter().flatten().collect();
+    while let Some(p) = stack.pop() {
+        stack.extend(p["panels"].as_array().into_iter().flatten());
+        for t in p["targets"].as_array().into_iter().flatten() {
+            if let Some(e) = t["expr"].as_str() {
+                out.push(e.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// PromQL's aggregation operators, which may stand before `by (...)`.
+const AGGREGATIONS: &[&str] = &[
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "group",
+    "stddev",
+    "stdvar",
+    "count",
+    "count_values",
+    "bottomk",
+    "topk",
+    "quantile",
+    "limitk",
+    "limit_ratio",
+];
+
+/// The metric names in a PromQL expression: identifiers that are not
+/// functions, keywords, label names, strings, durations or variables.
+fn metric_names(expr: &str) -> Vec<String> {
+    // Drop strings, label matchers, ranges, grouping clauses and variables.
+    let mut s = String::new();
+    let mut depth_brace = 0;
+    let mut depth_bracket = 0;
+    let mut in_str = false;
+    for c in expr.chars() {
+        match c {
+            '"' => in_str = !in_str,
+            _ if in_str => {}
+            '{' => depth_brace += 1,
+            '}' => depth_brace -= 1,
+            '[' => depth_bracket += 1,
+            ']' => depth_bracket -= 1,
+            _ if depth_brace > 0 || depth_bracket > 0 => {}
+            _ => s.push(c),
+        }
+    }
+    let keywords = [
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+        "bool",
+        "and",
+        "or",
+        "unless",
+        "offset",
+    ];
+    let chars: Vec<char> = s.chars().collect();
+    let mut names = Vec::new();
+    let mut i = 0;
+    let mut skip_group = false;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '$' {
+            i += 1;
+            while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
+                i += 1;
+            }
+            continue;
+        }
+        if c.is_ascii_alphabetic() || c == '_' || c == ':' {
+            let start = i;
+            while i < chars.len()
+                && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == ':')
+            {
+                i += 1;
+            }
+            let word: String = chars[start..i].iter().collect();
+            let mut j = i;
+            while j < chars.len() && chars[j] == ' ' {
+                j += 1;
+            }
+            let call = j < chars.len() && chars[j] == '(';
+            if AGGREGATIONS.contains(&word.as_str()) {
+                // `sum by (...) (...)`: the operator, then maybe its grouping.
+            } else if keywords.contains(&word.as_str()) {
+                // The label list after by/without/on/ignoring/group_*.
+                skip_group = call || (j < chars.len() && chars[j] == '(');
+            } else if !call && !skip_group && !word.starts_with(|c: char| c.is_ascii_digit()) {
+                names.push(word);
+            }
+            continue;
+        }
+        if c == ')' {
+            skip_group = false;
+        }
+        if c.is_ascii_digit() {
+            // Numbers and durations such as 5m.
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.') {
+                i += 1;
+            }
+            continue;
+        }
+        i += 1;
+    }
+    names
+}
+
+/// Metrics from exporters, Prometheus itself or recording rules.
+fn is_external(m: &str) -> bool {
+    m == "up"
+        || m.contains(':')
+        || [
+            "node_",
+            "kafka_",
+            "pg_",
+            "redis_",
+            "prometheus_",
+            "alertmanager_",
+        ]
+        .iter()
+        .any(|p| m.starts_with(p))
+}
+
+/// True when the exposition has a sample of `m`.
+fn exported(exposition: &str, m: &str) -> bool {
+    exposition.lines().any(|l| {
+        !l.starts_with('#')
+            && l.strip_prefix(m)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+    })
+}
+
+#[test]
+fn promql_metric_names_are_found() {
+    assert_eq!(
+        metric_names(
+            r#"histogram_quantile(0.99, sum by (le, service) (rate(http_request_duration_seconds_bucket{service=~"$service"}[5m])))"#
+        ),
+        vec!["http_request_duration_seconds_bucket"]
+    );
+    assert_eq!(
+        metric_names(
+            "sum(rate(http_requests_total{status=~\"5..\"}[$__rate_interval])) / ignoring(status) sum(rate(http_requests_total[5m])) > 0.05"
+        ),
+        vec!["http_requests_total", "http_requests_total"]
+    );
+    assert_eq!(
+        metric_names("max by (rule) (risk_alerts_active) or vector(0)"),
+        vec!["risk_alerts_active"]
+    );
 }

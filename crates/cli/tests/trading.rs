@@ -77,28 +77,6 @@ fn cli(args: &[&str]) -> (bool, String) {
     )
 }
 
-type Received = std::sync::Arc<std::sync::Mutex<Vec<Value>>>;
-
-/// A local Alertmanager stand-in that records every `POST /api/v2/alerts` body.
-async fn receiver() -> (String, Received) {
-    let got: Received = Default::default();
-    let store = got.clone();
-    let app = axum::Router::new().route(
-        "/api/v2/alerts",
-        axum::routing::post(move |body: axum::Json<Value>| {
-            let store = store.clone();
-            async move {
-                store.lock().unwrap().push(body.0);
-                "ok"
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (format!("http://{addr}"), got)
-}
-
 async fn open_orders(exchange: &str) -> usize {
     get(&format!("{exchange}/api/v1/orders?account=desk-mm"))
         .await
@@ -110,7 +88,7 @@ async fn open_orders(exchange: &str) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strategies_risk_and_custody_run_together() {
     let dir = tempfile::tempdir().unwrap();
-    let (alertmanager, received) = receiver().await;
+    let (alertmanager, received) = common::receiver().await;
     let proc = start(
         dir.path(),
         &format!(

@@ -543,6 +543,11 @@ impl Notifier {
         let mut targets = Vec::new();
         for (i, (min_severity, name, endpoint)) in endpoints.into_iter().enumerate() {
             let receiver = endpoint.receiver();
+            // Every outcome starts at 0, so dashboards and rates see the series from the start.
+            for outcome in ["delivered", "failed", "dropped"] {
+                counters.outcome(receiver, outcome);
+            }
+            counters.retries(receiver);
             let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
             let worker = Worker {
                 name,

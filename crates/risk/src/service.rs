@@ -89,6 +89,14 @@ struct RiskMetrics {
     utilisation: Family<UtilisationLabels, Gauge<f64, AtomicU64>>,
     state: Family<SubjectLabels, Gauge>,
     transitions: Counter,
+    /// Label sets of the gauges ever set, kept at 0 when they clear.
+    seen: Arc<Mutex<SeenLabels>>,
+}
+
+#[derive(Default)]
+struct SeenLabels {
+    active: std::collections::HashSet<AlertLabels>,
+    utilisation: std::collections::HashSet<UtilisationLabels>,
 }
 
 impl RiskMetrics {
@@ -281,16 +289,29 @@ impl RiskService {
             let active: Vec<Alert> = m.alerts().active().cloned().collect();
             (ev, m.utilisation(), active)
         };
-        self.metrics.utilisation.clear();
-        for (rule, subject, bps) in utilisation {
-            self.metrics
-                .utilisation
-                .get_or_create(&UtilisationLabels { rule, subject })
-                .set(bps as f64 / 10_000.0);
-        }
-        self.metrics.active.clear();
-        for a in &active {
-            self.metrics.active.get_or_create(&labels(a)).inc();
+        // Series seen once stay, at 0 when nothing is over a limit or
+        // active: a vanished series reads as "no data", not as calm.
+        {
+            let mut seen = self.metrics.seen.lock();
+            for l in &seen.utilisation {
+                self.metrics.utilisation.get_or_create(l).set(0.0);
+            }
+            for (rule, subject, bps) in utilisation {
+                let l = UtilisationLabels { rule, subject };
+                self.metrics
+                    .utilisation
+                    .get_or_create(&l)
+                    .set(bps as f64 / 10_000.0);
+                seen.utilisation.insert(l);
+            }
+            for l in &seen.active {
+                self.metrics.active.get_or_create(l).set(0);
+            }
+            for a in &active {
+                let l = labels(a);
+                self.metrics.active.get_or_create(&l).inc();
+                seen.active.insert(l);
+            }
         }
         for change in ev.alerts {
             self.alert(change).await;

@@ -9,6 +9,7 @@ use axum::routing::get;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
 use tradestack_bus::Bus;
 use tradestack_cache::Cache;
 use tradestack_store::StateStore;
@@ -16,6 +17,7 @@ use tradestack_telemetry::Metrics;
 use tradestack_telemetry::exposition::{
     OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE, wants_openmetrics,
 };
+use tradestack_telemetry::metrics::ServiceLabels;
 
 /// The outcome of one readiness check.
 #[derive(Clone, Debug)]
@@ -37,7 +39,7 @@ impl Check {
 }
 
 #[derive(Clone)]
-struct Endpoints {
+pub(crate) struct Endpoints {
     service: Arc<dyn Service>,
     store: Arc<dyn StateStore>,
     cache: Arc<dyn Cache>,
@@ -72,26 +74,55 @@ impl Endpoints {
         );
         let mut all = vec![store, cache, bus];
         all.extend(self.service.checks().await);
+        let ready = all.iter().all(|c| c.result.is_ok());
+        self.metrics
+            .ready
+            .get_or_create(&ServiceLabels {
+                service: self.service.name().to_string(),
+            })
+            .set(i64::from(ready));
         all
+    }
+
+    /// Re-runs the checks every `every` until shutdown, so `tradestack_ready`
+    /// stays current between probes.
+    pub(crate) async fn refresh_ready(self, every: Duration, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            let _ = self.checks().await;
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+        }
+    }
+}
+
+impl Endpoints {
+    /// The common endpoints' state for `service` in `rt`.
+    pub(crate) fn new(rt: &Runtime, service: Arc<dyn Service>) -> Endpoints {
+        Endpoints {
+            service,
+            store: rt.store.clone(),
+            cache: rt.cache.clone(),
+            bus: rt.bus.clone(),
+            metrics: rt.metrics.clone(),
+            started: Instant::now(),
+        }
+    }
+
+    pub(crate) fn routes(self) -> Router {
+        Router::new()
+            .route("/livez", get(livez))
+            .route("/readyz", get(readyz))
+            .route("/health", get(health))
+            .route("/metrics", get(metrics))
+            .with_state(self)
     }
 }
 
 /// The common endpoints for `service` in `rt`.
 pub fn common_routes(rt: &Runtime, service: Arc<dyn Service>) -> Router {
-    let state = Endpoints {
-        service,
-        store: rt.store.clone(),
-        cache: rt.cache.clone(),
-        bus: rt.bus.clone(),
-        metrics: rt.metrics.clone(),
-        started: Instant::now(),
-    };
-    Router::new()
-        .route("/livez", get(livez))
-        .route("/readyz", get(readyz))
-        .route("/health", get(health))
-        .route("/metrics", get(metrics))
-        .with_state(state)
+    Endpoints::new(rt, service).routes()
 }
 
 async fn livez() -> impl IntoResponse {

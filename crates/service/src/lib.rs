@@ -73,12 +73,20 @@ pub async fn start(
         addr: listen,
         reason: e.to_string(),
     })?;
-    let app = common_routes(rt, service.clone())
-        .merge(service.routes())
-        .layer(axum::middleware::from_fn_with_state(
-            rt.metrics.clone(),
-            tradestack_telemetry::http::track,
-        ));
+    let endpoints = endpoints::Endpoints::new(rt, service.clone());
+    tokio::spawn(
+        endpoints
+            .clone()
+            .refresh_ready(std::time::Duration::from_secs(10), rt.shutdown_signal()),
+    );
+    let app =
+        endpoints
+            .routes()
+            .merge(service.routes())
+            .layer(axum::middleware::from_fn_with_state(
+                rt.metrics.clone(),
+                tradestack_telemetry::http::track,
+            ));
     let mut shutdown = rt.shutdown_signal();
     let host = advertise.unwrap_or_else(|| advertised_host(addr));
     let registration = registration::Registration::new(rt, name, host, addr.port(), link);

@@ -47,6 +47,15 @@ pub struct Metrics {
     pub http_requests: Family<HttpLabels, Counter>,
     /// `http_request_duration_seconds{method,route,status}`.
     pub http_duration: Family<HttpLabels, Histogram>,
+    /// `tradestack_ready{service}`: 1 when every readiness check passes.
+    pub ready: Family<ServiceLabels, Gauge>,
+}
+
+/// Labels of per-service gauges.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServiceLabels {
+    /// The service's name.
+    pub service: String,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -86,11 +95,18 @@ impl Metrics {
             "Always 1; labels carry the version and service name",
             build,
         );
+        let ready = Family::<ServiceLabels, Gauge>::default();
+        registry.register(
+            "tradestack_ready",
+            "1 when every readiness check of the service passes, else 0",
+            ready.clone(),
+        );
         registry.register_collector(Box::new(crate::process::ProcessCollector::new()));
         Metrics {
             registry: Arc::new(RwLock::new(registry)),
             http_requests,
             http_duration,
+            ready,
         }
     }
 

@@ -15,7 +15,16 @@ fn uptime(entry: &ServiceEntry, now_ns: i64) -> String {
 }
 
 async fn ready(http: &reqwest::Client, e: &ServiceEntry) -> Result<(), String> {
-    match http.get(format!("{}/readyz", e.base_url())).send().await {
+    ready_at(http, &e.base_url()).await
+}
+
+/// Whether the service at `base` answers its readiness probe with 2xx.
+pub(crate) async fn ready_at(http: &reqwest::Client, base: &str) -> Result<(), String> {
+    match http
+        .get(format!("{}/readyz", base.trim_end_matches('/')))
+        .send()
+        .await
+    {
         Ok(r) if r.status().is_success() => Ok(()),
         Ok(r) => {
             let code = r.status().as_u16();
@@ -64,6 +73,23 @@ pub async fn status(config: &Config, url: Option<String>) -> anyhow::Result<Exit
         println!("(no services registered at {})", c.base());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Checks one service's readiness at `base` (a container health check); exits 1 unless ready.
+pub async fn health_of(base: &str) -> anyhow::Result<ExitCode> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()?;
+    Ok(match ready_at(&http, base).await {
+        Ok(()) => {
+            println!("ok      {base}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("FAILED  {base}: {e}");
+            ExitCode::FAILURE
+        }
+    })
 }
 
 /// Checks every required service has a passing, ready instance; exits 1 otherwise.

@@ -142,3 +142,25 @@ pub fn start_example(dir: &std::path::Path, extra: &[(&str, &str)]) -> Proc {
     env.extend_from_slice(extra);
     Proc::start(&["up"], &env, dir)
 }
+
+pub type Received = std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>;
+
+/// A local Alertmanager stand-in that records every `POST /api/v2/alerts` body.
+pub async fn receiver() -> (String, Received) {
+    let got: Received = Default::default();
+    let store = got.clone();
+    let app = axum::Router::new().route(
+        "/api/v2/alerts",
+        axum::routing::post(move |body: axum::Json<serde_json::Value>| {
+            let store = store.clone();
+            async move {
+                store.lock().unwrap().push(body.0);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}"), got)
+}
