@@ -24,7 +24,9 @@ pub const QUEUE_CAPACITY: usize = 10_000;
 /// The Telegram Bot API, unless `base_url` says otherwise.
 pub const DEFAULT_TELEGRAM_URL: &str = "https://api.telegram.org";
 /// The environment variable holding the bot token, unless `token_env` says otherwise.
-pub const DEFAULT_TOKEN_ENV: &str = "TRADESTACK_TELEGRAM_TOKEN";
+// Not `TRADESTACK_*`: that prefix is reserved for configuration keys, and an
+// unknown one stops the binary.
+pub const DEFAULT_TOKEN_ENV: &str = "TELEGRAM_BOT_TOKEN";
 
 // Telegram refuses longer messages with a 400, which is never retried.
 const TELEGRAM_MAX_CHARS: usize = 4096;
