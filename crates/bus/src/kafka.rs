@@ -234,42 +234,10 @@ impl KafkaBus {
 
     /// Produces one encoded message and waits for the broker's ack.
     pub async fn publish_raw(&self, env: RawEnvelope) -> Result<Ack, BusError> {
-        if self.inner.closed.load(Ordering::Acquire) {
-            return Err(BusError::Closed);
-        }
-        let full = self.full_topic(&env.topic);
-        if self.inner.producer_down.swap(false, Ordering::AcqRel) {
-            // Every broker was unreachable: it may have restarted without its
-            // topics. A broker like tansu acknowledges produce requests for a
-            // topic it does not know yet without listing the topic, so a
-            // consumer would never see those messages; create topics again.
-            self.inner.ensured.lock().clear();
-        }
+        let full = self.before_publish(&env)?;
         self.ensure_topic(&full, false).await?;
-        let id = env.id.to_string();
-        let ts = env.created_at.as_i64().to_string();
-        let mut hs = OwnedHeaders::new_with_capacity(env.headers.len() + 2)
-            .insert(Header {
-                key: headers::ID,
-                value: Some(id.as_str()),
-            })
-            .insert(Header {
-                key: headers::TS,
-                value: Some(ts.as_str()),
-            });
-        for (k, v) in &env.headers {
-            hs = hs.insert(Header {
-                key: k.as_str(),
-                value: Some(v.as_str()),
-            });
-        }
-        let mut record = FutureRecord::to(&full)
-            .payload(&env.payload)
-            .headers(hs)
-            .timestamp(env.created_at.as_millis());
-        if let Some(k) = &env.key {
-            record = record.key(k);
-        }
+        let (id, ts) = (env.id.to_string(), env.created_at.as_i64().to_string());
+        let record = record(&full, &env, &id, &ts);
         match self
             .inner
             .producer
@@ -282,6 +250,64 @@ impl KafkaBus {
             }),
             Err((e, _)) => Err(broker_err(e)),
         }
+    }
+
+    /// Hands one encoded message to the producer's queue without waiting
+    /// for the broker's ack; a failed delivery is logged. Queued messages
+    /// keep their order, as awaited ones do. The topic must exist
+    /// ([`KafkaBus::prepare`]): a missing one is created in the background
+    /// and this message refused, as is one the queue has no room for.
+    pub fn try_publish_raw(&self, env: RawEnvelope) -> Result<(), BusError> {
+        let full = self.before_publish(&env)?;
+        if !self.inner.ensured.lock().contains(&full) {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                let (bus, topic) = (self.clone(), full.clone());
+                rt.spawn(async move { bus.ensure_topic(&topic, false).await });
+            }
+            return Err(BusError::Broker(format!("topic {full} is not created yet")));
+        }
+        let (id, ts) = (env.id.to_string(), env.created_at.as_i64().to_string());
+        match self
+            .inner
+            .producer
+            .send_result(record(&full, &env, &id, &ts))
+        {
+            Ok(delivery) => {
+                if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                    rt.spawn(async move {
+                        if let Ok(Err((error, _))) = delivery.await {
+                            tracing::warn!(%error, topic = %full, "queued message not delivered");
+                        }
+                    });
+                }
+                Ok(())
+            }
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                Err(BusError::Full(full))
+            }
+            Err((e, _)) => Err(broker_err(e)),
+        }
+    }
+
+    /// Creates `topic` now if needed, so [`KafkaBus::try_publish_raw`] can queue to it.
+    pub async fn prepare(&self, topic: &str) -> Result<(), BusError> {
+        self.ensure_topic(&self.full_topic(topic), false).await
+    }
+
+    /// Refuses a closed bus; after a total outage, forgets which topics
+    /// exist. Returns the full topic name.
+    fn before_publish(&self, env: &RawEnvelope) -> Result<String, BusError> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(BusError::Closed);
+        }
+        if self.inner.producer_down.swap(false, Ordering::AcqRel) {
+            // Every broker was unreachable: it may have restarted without its
+            // topics. A broker like tansu acknowledges produce requests for a
+            // topic it does not know yet without listing the topic, so a
+            // consumer would never see those messages; create topics again.
+            self.inner.ensured.lock().clear();
+        }
+        Ok(self.full_topic(&env.topic))
     }
 
     /// Subscribes through a consumer group. Without a group name each
@@ -363,6 +389,38 @@ impl KafkaBus {
     pub fn close(&self) {
         self.inner.closed.store(true, Ordering::Release);
     }
+}
+
+/// The Kafka record of `env` on `full`, with its id and timestamp headers.
+fn record<'a>(
+    full: &'a str,
+    env: &'a RawEnvelope,
+    id: &'a str,
+    ts: &'a str,
+) -> FutureRecord<'a, [u8], [u8]> {
+    let mut hs = OwnedHeaders::new_with_capacity(env.headers.len() + 2)
+        .insert(Header {
+            key: headers::ID,
+            value: Some(id),
+        })
+        .insert(Header {
+            key: headers::TS,
+            value: Some(ts),
+        });
+    for (k, v) in &env.headers {
+        hs = hs.insert(Header {
+            key: k.as_str(),
+            value: Some(v.as_str()),
+        });
+    }
+    let mut record = FutureRecord::to(full)
+        .payload(env.payload.as_slice())
+        .headers(hs)
+        .timestamp(env.created_at.as_millis());
+    if let Some(k) = &env.key {
+        record = record.key(k.as_slice());
+    }
+    record
 }
 
 /// Notes when every broker connection is down: a producer then creates its

@@ -330,7 +330,7 @@ impl<T: Message> Publisher<T> {
             }
             #[cfg(feature = "kafka")]
             PublisherKind::Kafka(k, topic) => {
-                let payload = tradestack_model::codec::encode(&msg)?;
+                let payload = tradestack_model::codec::encode_message(&msg)?;
                 k.publish_raw(RawEnvelope {
                     id,
                     topic: topic.name().to_string(),
@@ -345,19 +345,41 @@ impl<T: Message> Publisher<T> {
         Ok(id)
     }
 
-    /// Publishes without waiting, in-process only: fails with [`BusError::Full`]
-    /// instead of blocking. This is the allocation-free hot path.
+    /// Publishes without waiting: in-process it fails with
+    /// [`BusError::Full`] instead of blocking (the allocation-free hot
+    /// path); on Kafka it queues to the producer without waiting for the
+    /// ack, in order, and fails if the topic is not ready
+    /// ([`Publisher::ready`]) or the producer's queue is full.
     pub fn try_publish(&self, key: Option<&str>, msg: T) -> Result<EventId, BusError> {
         let id = self.bus.next_id();
         match &self.kind {
             PublisherKind::Memory(p) => {
                 p.try_publish(Delivery::new(id, key, Headers::new(), self.bus.now(), msg))?;
-                Ok(id)
             }
             #[cfg(feature = "kafka")]
-            PublisherKind::Kafka(..) => Err(BusError::Broker(
-                "try_publish is in-process only; use publish".into(),
-            )),
+            PublisherKind::Kafka(k, topic) => {
+                let mut headers = Headers::new();
+                tradestack_telemetry::propagation::inject_headers(&mut headers);
+                k.try_publish_raw(RawEnvelope {
+                    id,
+                    topic: topic.name().to_string(),
+                    key: key.map(|k| k.as_bytes().to_vec()),
+                    headers,
+                    payload: tradestack_model::codec::encode_message(&msg)?,
+                    created_at: self.bus.now(),
+                })?;
+            }
+        }
+        Ok(id)
+    }
+
+    /// Waits until [`Publisher::try_publish`] can succeed: on Kafka, the
+    /// topic exists; in-process, at once.
+    pub async fn ready(&self) -> Result<(), BusError> {
+        match &self.kind {
+            PublisherKind::Memory(_) => Ok(()),
+            #[cfg(feature = "kafka")]
+            PublisherKind::Kafka(k, topic) => k.prepare(topic.name()).await,
         }
     }
 }

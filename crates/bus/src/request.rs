@@ -127,7 +127,9 @@ impl Bus {
                     body,
                 } = d.msg;
                 let result = match handler(body).await {
-                    Ok(resp) => tradestack_model::codec::encode(&resp).map_err(|e| e.to_string()),
+                    Ok(resp) => {
+                        tradestack_model::codec::encode_message(&resp).map_err(|e| e.to_string())
+                    }
                     Err(e) => Err(e),
                 };
                 let reply = Reply {

@@ -67,6 +67,64 @@ async fn keyed_messages_keep_per_instrument_order_and_groups_resume() {
     }
 }
 
+/// The exchange's book deltas go out without waiting for each ack: once
+/// the topic is ready, queued messages arrive, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn try_publish_queues_in_order_once_the_topic_is_ready() {
+    let Some(brokers) = tradestack_testkit::kafka() else {
+        return;
+    };
+    let bus = bus(settings(&brokers), 8);
+    let topic = Topic::<u32>::new("exchange.book");
+    let publisher = bus.publisher(&topic).unwrap();
+    publisher.ready().await.unwrap();
+    let mut sub = bus
+        .subscribe(&topic, Some("marketdata-feed"))
+        .await
+        .unwrap();
+    for n in 0..500 {
+        publisher.try_publish(Some("BTC-USDT"), n).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for n in 0..500 {
+        let d = tokio::time::timeout_at(deadline.into(), sub.recv())
+            .await
+            .unwrap_or_else(|_| panic!("message {n} within 60 s"))
+            .unwrap();
+        assert_eq!(d.msg, n);
+    }
+}
+
+/// A service names one group for all its topics (the audit reads five):
+/// every subscription receives its own topic's messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_group_name_across_topics_receives_every_topic() {
+    let Some(brokers) = tradestack_testkit::kafka() else {
+        return;
+    };
+    let bus = bus(settings(&brokers), 7);
+    let topics = ["exchange.trades", "exchange.book", "risk.alerts"].map(Topic::<u32>::new);
+    let mut subs = Vec::new();
+    for t in &topics {
+        subs.push(bus.subscribe(t, Some("marketdata-feed")).await.unwrap());
+    }
+    for (i, t) in topics.iter().enumerate() {
+        for n in 0..10 {
+            bus.publish(t, Some("k"), i as u32 * 100 + n).await.unwrap();
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for (i, sub) in subs.iter_mut().enumerate() {
+        for n in 0..10 {
+            let d = tokio::time::timeout_at(deadline.into(), sub.recv())
+                .await
+                .unwrap_or_else(|_| panic!("topic {i}: message {n} within 60 s"))
+                .unwrap();
+            assert_eq!(d.msg, i as u32 * 100 + n);
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_reply_over_kafka() {
     let Some(brokers) = tradestack_testkit::kafka() else {

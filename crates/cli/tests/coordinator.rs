@@ -8,30 +8,24 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::Proc;
+use common::{Proc, get_json};
 use serde_json::{Value, json};
 
-const SCENARIO: &str = r#"
+/// The scenario: its header, the desk's strategies, its steps.
+fn scenario() -> String {
+    [HEAD, common::SCENARIO_DESK, STEPS].concat()
+}
+
+const HEAD: &str = r#"
 name: live-smoke
 description: Settlement failures, corrupted quotes and a runaway strategy against a running ecosystem.
 seed: 11
 duration: 40s
 # As the running ecosystem has it (a live run uses the services' own
 # configuration; this keeps the file runnable in simulated time too).
-strategies:
-  - id: mm-btc
-    account: desk-mm
-    kind: market_maker
-    instrument: BTC-USDT
-    size: "0.01"
-    max_inventory: "0.2"
-  - id: mm-eth
-    account: desk-eth
-    kind: market_maker
-    instrument: ETH-USDT
-    size: "0.1"
-    max_inventory: "2"
-steps:
+"#;
+
+const STEPS: &str = r#"steps:
   - at: 2s
     inject: { id: settle, kind: settlement_failure, asset: BTC }
   - at: 2s
@@ -60,12 +54,6 @@ expect:
   - { kind: state, strategy: mm-eth, state: HALTED, after: runaway, within: 15s }
   - { kind: no_lost_orders }
 "#;
-
-async fn get(url: &str) -> Value {
-    let r = reqwest::get(url).await.unwrap();
-    assert!(r.status().is_success(), "{url}: {}", r.status());
-    r.json().await.unwrap()
-}
 
 fn cli(args: Vec<String>) -> (i32, String) {
     let out = std::process::Command::new(common::BIN)
@@ -112,7 +100,7 @@ async fn a_scenario_runs_in_real_time_against_a_running_ecosystem() {
     // The market maker trades with the agents before the faults begin.
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let s = get(&format!("{strategy}/api/v1/strategies")).await;
+        let s = get_json(&format!("{strategy}/api/v1/strategies")).await;
         if s[0]["stats"]["fills"].as_u64().unwrap_or(0) >= 3 {
             break;
         }
@@ -124,7 +112,7 @@ async fn a_scenario_runs_in_real_time_against_a_running_ecosystem() {
     let http = reqwest::Client::new();
     let r = http
         .post(format!("{coordinator}/api/v1/scenarios/runs"))
-        .json(&json!({"yaml": SCENARIO.replace("duration: 40s", "duration: soon")}))
+        .json(&json!({"yaml": scenario().replace("duration: 40s", "duration: soon")}))
         .send()
         .await
         .unwrap();
@@ -132,7 +120,7 @@ async fn a_scenario_runs_in_real_time_against_a_running_ecosystem() {
     let body: Value = r.json().await.unwrap();
     assert!(body.to_string().contains("duration"), "{body}");
     let bad = dir.path().join("bad.yaml");
-    std::fs::write(&bad, SCENARIO.replace("kind: strategy", "kind: meteor")).unwrap();
+    std::fs::write(&bad, scenario().replace("kind: strategy", "kind: meteor")).unwrap();
     let (code, out) = cli(vec![
         "scenario".into(),
         "run".into(),
@@ -144,7 +132,7 @@ async fn a_scenario_runs_in_real_time_against_a_running_ecosystem() {
     assert!(out.contains("steps[4].inject"), "{out}");
 
     let file = dir.path().join("live.yaml");
-    std::fs::write(&file, SCENARIO).unwrap();
+    std::fs::write(&file, scenario()).unwrap();
     let reports = dir.path().join("reports");
     let args: Vec<String> = vec![
         "scenario".into(),
@@ -159,7 +147,7 @@ async fn a_scenario_runs_in_real_time_against_a_running_ecosystem() {
 
     // While it runs, a second run is refused.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while get(&format!("{coordinator}/api/v1/scenarios/runs"))
+    while get_json(&format!("{coordinator}/api/v1/scenarios/runs"))
         .await
         .as_array()
         .unwrap()
@@ -194,15 +182,15 @@ async fn a_scenario_runs_in_real_time_against_a_running_ecosystem() {
     );
     assert!(report["validation"]["positions_checked"].as_u64().unwrap() >= 1);
     // The lost-order check compared real orders: mm-btc still quotes.
-    let open = get(&format!("{strategy}/api/v1/orders?strategy=mm-btc")).await;
+    let open = get_json(&format!("{strategy}/api/v1/orders?strategy=mm-btc")).await;
     assert!(!open.as_array().unwrap().is_empty(), "{open}");
 
     // The audit service saw the same run on the bus.
-    let runs = get(&format!("{coordinator}/api/v1/scenarios/runs")).await;
+    let runs = get_json(&format!("{coordinator}/api/v1/scenarios/runs")).await;
     let id = runs[0]["id"].as_str().unwrap().to_string();
     let deadline = Instant::now() + Duration::from_secs(10);
     let seen = loop {
-        let a = get(&format!("{audit}/api/v1/audit/runs/{id}")).await;
+        let a = get_json(&format!("{audit}/api/v1/audit/runs/{id}")).await;
         if a["run"]["status"] == "passed" {
             break a;
         }

@@ -8,9 +8,9 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::Proc;
+use common::{Proc, get_json, until};
 use serde_json::{Value, json};
 
 fn start(dir: &std::path::Path, extra: &str) -> Proc {
@@ -28,28 +28,6 @@ fn start(dir: &std::path::Path, extra: &str) -> Proc {
         ],
         dir,
     )
-}
-
-async fn get(url: &str) -> Value {
-    let r = reqwest::get(url).await.unwrap();
-    assert!(r.status().is_success(), "{url}: {}", r.status());
-    r.json().await.unwrap()
-}
-
-/// Polls `f` until it returns Some, for up to `secs`.
-async fn until<T, F: std::future::Future<Output = Option<T>>>(
-    secs: u64,
-    what: &str,
-    mut f: impl FnMut() -> F,
-) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 fn dec(v: &Value) -> f64 {
@@ -78,7 +56,7 @@ fn cli(args: &[&str]) -> (bool, String) {
 }
 
 async fn open_orders(exchange: &str) -> usize {
-    get(&format!("{exchange}/api/v1/orders?account=desk-mm"))
+    get_json(&format!("{exchange}/api/v1/orders?account=desk-mm"))
         .await
         .as_array()
         .unwrap()
@@ -105,7 +83,7 @@ async fn strategies_risk_and_custody_run_together() {
 
     // The agents trade with the market maker.
     until(120, "market-maker fills", || async {
-        let s = get(&format!("{strategy}/api/v1/strategies")).await;
+        let s = get_json(&format!("{strategy}/api/v1/strategies")).await;
         (s[0]["stats"]["fills"].as_u64()? >= 5).then_some(())
     })
     .await;
@@ -121,7 +99,7 @@ async fn strategies_risk_and_custody_run_together() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     until(60, "the settlement_break alert", || async {
-        let a = get(&format!("{risk}/api/v1/risk/alerts?active=true")).await;
+        let a = get_json(&format!("{risk}/api/v1/risk/alerts?active=true")).await;
         a.as_array()?
             .iter()
             .any(|a| a["rule"] == "settlement_break" && a["subject"] == "desk-mm BTC")
@@ -133,7 +111,7 @@ async fn strategies_risk_and_custody_run_together() {
         .send()
         .await
         .unwrap();
-    let failed: Vec<u64> = get(&format!("{custodian}/api/v1/custody/instructions"))
+    let failed: Vec<u64> = get_json(&format!("{custodian}/api/v1/custody/instructions"))
         .await
         .as_array()
         .unwrap()
@@ -153,7 +131,7 @@ async fn strategies_risk_and_custody_run_together() {
         assert_eq!(r.status().as_u16(), 200);
     }
     until(30, "settlement_break resolved", || async {
-        let a = get(&format!("{risk}/api/v1/risk/alerts")).await;
+        let a = get_json(&format!("{risk}/api/v1/risk/alerts")).await;
         a.as_array()?
             .iter()
             .any(|a| a["rule"] == "settlement_break" && a["resolved"] == true)
@@ -182,7 +160,7 @@ async fn strategies_risk_and_custody_run_together() {
         (open_orders(&exchange).await == 0).then_some(())
     })
     .await;
-    let states = get(&format!("{risk}/api/v1/risk/states")).await;
+    let states = get_json(&format!("{risk}/api/v1/risk/states")).await;
     assert_eq!(states["restricted"][0][1], "HALTED");
     assert_eq!(states["audit"][0]["by"], "manual");
     assert_eq!(states["audit"][0]["user"], "tester");
@@ -194,7 +172,7 @@ async fn strategies_risk_and_custody_run_together() {
 
     // Positions equal the sum of the exchange's fills, exactly.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let fills = get(&format!(
+    let fills = get_json(&format!(
         "{exchange}/api/v1/fills?account=desk-mm&limit=1000"
     ))
     .await;
@@ -204,24 +182,24 @@ async fn strategies_risk_and_custody_run_together() {
         let q = raw(&f["quantity"]);
         qty += if f["side"] == "buy" { q } else { -q };
     }
-    let positions = get(&format!("{strategy}/api/v1/positions?strategy=mm-btc")).await;
+    let positions = get_json(&format!("{strategy}/api/v1/positions?strategy=mm-btc")).await;
     let p = &positions[0];
     assert_eq!(raw(&p["quantity"]), qty, "position vs fills");
     assert_eq!(p["fills"].as_u64().unwrap() as usize, fills.len());
     // The risk service's own view, built from the bus, agrees.
-    let risk_positions = get(&format!("{risk}/api/v1/risk/positions")).await;
+    let risk_positions = get_json(&format!("{risk}/api/v1/risk/positions")).await;
     assert_eq!(risk_positions[0]["quantity"], p["quantity"]);
     assert_eq!(risk_positions[0]["realized_pnl"], p["realized_pnl"]);
 
     // After T+0 settlement, custody equals the exchange, with no break.
     let report = until(20, "a clean reconciliation", || async {
-        let r = get(&format!("{custodian}/api/v1/custody/reconciliation")).await;
+        let r = get_json(&format!("{custodian}/api/v1/custody/reconciliation")).await;
         (r["breaks"].as_array()?.is_empty() && r["ts"].as_i64()? > 0).then_some(r)
     })
     .await;
     assert!(report["breaks"].as_array().unwrap().is_empty());
-    let balances = get(&format!("{exchange}/api/v1/accounts/desk-mm/balances")).await;
-    let custody = get(&format!(
+    let balances = get_json(&format!("{exchange}/api/v1/accounts/desk-mm/balances")).await;
+    let custody = get_json(&format!(
         "{custodian}/api/v1/custody/balances?account=desk-mm"
     ))
     .await;
@@ -259,7 +237,7 @@ async fn strategies_risk_and_custody_run_together() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     let states = until(30, "the runaway strategy HALTED by rule", || async {
-        let s = get(&format!("{risk}/api/v1/risk/states")).await;
+        let s = get_json(&format!("{risk}/api/v1/risk/states")).await;
         let last = s["audit"].as_array()?.last()?.clone();
         (last["by"] == "rule" && last["to"] == "HALTED").then_some(s)
     })
@@ -272,7 +250,7 @@ async fn strategies_risk_and_custody_run_together() {
         (open_orders(&exchange).await == 0).then_some(())
     })
     .await;
-    let alerts = get(&format!("{risk}/api/v1/risk/alerts")).await;
+    let alerts = get_json(&format!("{risk}/api/v1/risk/alerts")).await;
     assert!(
         alerts
             .as_array()
@@ -330,7 +308,7 @@ async fn strategies_risk_and_custody_run_together() {
 
 /// Settled amounts per instruction id, from the custodian's stored audit trail.
 async fn settlements(custodian: &str) -> BTreeMap<u64, usize> {
-    let audit = get(&format!("{custodian}/api/v1/custody/audit")).await;
+    let audit = get_json(&format!("{custodian}/api/v1/custody/audit")).await;
     let mut n = BTreeMap::new();
     for r in audit.as_array().unwrap() {
         if r["action"] == "instruction.settled" {
@@ -385,8 +363,8 @@ async fn kill_9_mid_settlement_settles_nothing_twice() {
     // Every instruction settled once, and custody equals the exchange and
     // the fills: a double settlement would show as a custody break.
     let report = until(30, "a clean reconciliation", || async {
-        let r = get(&format!("{custodian}/api/v1/custody/reconciliation")).await;
-        let settled = get(&format!("{custodian}/api/v1/custody/instructions")).await;
+        let r = get_json(&format!("{custodian}/api/v1/custody/reconciliation")).await;
+        let settled = get_json(&format!("{custodian}/api/v1/custody/instructions")).await;
         let pending = settled
             .as_array()?
             .iter()
@@ -397,7 +375,7 @@ async fn kill_9_mid_settlement_settles_nothing_twice() {
     assert!(report["breaks"].as_array().unwrap().is_empty());
     let after = settlements(&custodian).await;
     assert!(after.values().all(|&n| n == 1), "settled twice: {after:?}");
-    let instructions = get(&format!("{custodian}/api/v1/custody/instructions")).await;
+    let instructions = get_json(&format!("{custodian}/api/v1/custody/instructions")).await;
     let ids: Vec<u64> = instructions
         .as_array()
         .unwrap()

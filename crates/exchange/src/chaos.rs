@@ -167,6 +167,17 @@ struct Inner {
     ws_epoch: u64,
 }
 
+/// Creates the chaos topic, so announcing a fault never waits for the broker.
+pub async fn prepare(bus: &Bus) {
+    let ready = match bus.publisher(&Topic::<ChaosEvent>::new(CHAOS_TOPIC)) {
+        Ok(p) => p.ready().await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = ready {
+        tracing::warn!(error = %e, "the chaos topic is not ready; fault events may be lost");
+    }
+}
+
 /// The chaos state, shared by the middleware, the streams and the admin API.
 #[derive(Clone)]
 pub struct Chaos {
@@ -384,7 +395,7 @@ impl Chaos {
         self.announce(&f, action);
     }
 
-    /// Publishes the event and records it for audit.
+    /// Publishes the event (without waiting) and records it for audit.
     fn announce(&self, f: &Fault, action: &'static str) {
         let at = self.clock.now();
         tracing::warn!(id = f.id, kind = f.fault.kind(), action, "chaos");

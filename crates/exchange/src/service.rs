@@ -354,7 +354,8 @@ fn push_outbox<T: serde::Serialize>(
     }
 }
 
-/// Feeds the recent-trades cache and publishes book deltas.
+/// Feeds the recent-trades cache and publishes book deltas (and makes the
+/// chaos topic ready, so both publish without waiting).
 async fn fan_out(
     mut rx: tokio::sync::broadcast::Receiver<Arc<Applied>>,
     trades: RecentTrades,
@@ -373,6 +374,14 @@ async fn fan_out(
             None
         }
     };
+    // Deltas are queued without waiting (the fan-out must keep up with
+    // matching), which on Kafka needs the topic to exist first.
+    crate::chaos::prepare(&bus).await;
+    if let Some(p) = &publisher
+        && let Err(e) = p.ready().await
+    {
+        tracing::warn!(error = %e, "the book topic is not ready; deltas are dropped until it is");
+    }
     loop {
         let applied = match rx.recv().await {
             Ok(a) => a,

@@ -4,6 +4,12 @@
 //! varint-based and field-order dependent, so the version byte is what lets a
 //! reader refuse (rather than misread) a frame written by an incompatible build.
 //! Bump [`VERSION`] whenever a serialized type changes shape.
+//!
+//! postcard cannot carry every serde form: internally tagged enums,
+//! flattened fields and skipped fields need a self-describing format. What
+//! goes to another process is therefore encoded by [`encode_message`], which
+//! falls back to a JSON body (flagged in the version byte, [`JSON_BODY`])
+//! when the compact one does not round-trip; [`decode`] reads both.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -12,6 +18,8 @@ use serde::de::DeserializeOwned;
 pub const MAGIC: [u8; 2] = *b"TS";
 /// The current encoding version.
 pub const VERSION: u8 = 1;
+/// Set in the version byte of a frame whose body is JSON.
+pub const JSON_BODY: u8 = 0x80;
 const HEADER: usize = 3;
 
 /// Why a frame could not be encoded or decoded.
@@ -29,6 +37,9 @@ pub enum CodecError {
     /// The body does not match the expected type.
     #[error("malformed body: {0}")]
     Body(#[from] postcard::Error),
+    /// The JSON body does not match the expected type.
+    #[error("malformed JSON body: {0}")]
+    Json(#[from] serde_json::Error),
 }
 
 /// Encodes a value into a new frame.
@@ -47,15 +58,35 @@ pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Resul
     Ok(())
 }
 
-/// Decodes a frame, checking magic and version first.
+/// Encodes a message for another process: compact when its serde form
+/// round-trips through postcard (decoded and encoded again to the same
+/// bytes), else with a JSON body.
+pub fn encode_message<T: Serialize + DeserializeOwned>(value: &T) -> Result<Vec<u8>, CodecError> {
+    if let Ok(frame) = encode(value)
+        && let Ok(back) = decode::<T>(&frame)
+        && encode(&back).is_ok_and(|again| again == frame)
+    {
+        return Ok(frame);
+    }
+    let mut out = Vec::with_capacity(128);
+    out.extend_from_slice(&MAGIC);
+    out.push(VERSION | JSON_BODY);
+    serde_json::to_writer(&mut out, value)?;
+    Ok(out)
+}
+
+/// Decodes a frame, compact or JSON, checking magic and version first.
 pub fn decode<T: DeserializeOwned>(frame: &[u8]) -> Result<T, CodecError> {
     if frame.len() < HEADER || frame[..2] != MAGIC {
         return Err(CodecError::NotAFrame);
     }
-    if frame[2] != VERSION {
-        return Err(CodecError::UnsupportedVersion { found: frame[2] });
+    match frame[2] {
+        VERSION => Ok(postcard::from_bytes(&frame[HEADER..])?),
+        v if v == VERSION | JSON_BODY => Ok(serde_json::from_slice(&frame[HEADER..])?),
+        v => Err(CodecError::UnsupportedVersion {
+            found: v & !JSON_BODY,
+        }),
     }
-    Ok(postcard::from_bytes(&frame[HEADER..])?)
 }
 
 #[cfg(test)]
@@ -103,6 +134,53 @@ mod tests {
             decode::<Event>(b"TS\x01\xff\xff"),
             Err(CodecError::Body(_))
         ));
+    }
+
+    /// Shaped like the risk monitor's transitions: an internally tagged
+    /// enum, flattened into its parent, and a skipped field.
+    #[derive(Debug, PartialEq, Serialize, serde::Deserialize)]
+    struct Tagged {
+        reason: String,
+        #[serde(flatten)]
+        by: By,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        notes: Vec<String>,
+    }
+
+    #[derive(Debug, PartialEq, Serialize, serde::Deserialize)]
+    #[serde(tag = "by", rename_all = "snake_case")]
+    enum By {
+        Rule { rule: String },
+        Manual { user: String },
+    }
+
+    #[test]
+    fn messages_postcard_cannot_carry_travel_as_json() {
+        for v in [
+            Tagged {
+                reason: "runaway".into(),
+                by: By::Rule {
+                    rule: "runaway_orders".into(),
+                },
+                notes: vec![],
+            },
+            Tagged {
+                reason: "ops".into(),
+                by: By::Manual { user: "ana".into() },
+                notes: vec!["paged".into()],
+            },
+        ] {
+            let compact = encode(&v).ok().and_then(|f| decode::<Tagged>(&f).ok());
+            assert!(compact.as_ref() != Some(&v), "postcard carries {v:?}");
+            let frame = encode_message(&v).unwrap();
+            assert_eq!(frame[2], VERSION | JSON_BODY);
+            assert_eq!(decode::<Tagged>(&frame).unwrap(), v);
+        }
+        // What postcard carries stays compact.
+        let ev = trade();
+        let frame = encode_message(&ev).unwrap();
+        assert_eq!(frame, encode(&ev).unwrap());
+        assert_eq!(decode::<Event>(&frame).unwrap(), ev);
     }
 
     #[test]

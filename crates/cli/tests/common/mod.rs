@@ -29,6 +29,35 @@ step_every = "100ms"
 reconcile_every = "500ms"
 "#;
 
+/// The scenario `strategies:` block of the desk the live tests run: a
+/// market maker on BTC-USDT and one on ETH-USDT.
+pub const SCENARIO_DESK: &str = r#"strategies:
+  - id: mm-btc
+    account: desk-mm
+    kind: market_maker
+    instrument: BTC-USDT
+    size: "0.01"
+    max_inventory: "0.2"
+  - id: mm-eth
+    account: desk-eth
+    kind: market_maker
+    instrument: ETH-USDT
+    size: "0.1"
+    max_inventory: "2"
+"#;
+
+/// Every service, as `tradestack serve` names them.
+pub const SERVICES: &[&str] = &[
+    "registry",
+    "exchange",
+    "marketdata",
+    "audit",
+    "risk",
+    "strategy",
+    "custodian",
+    "coordinator",
+];
+
 /// A running `tradestack` process and the endpoints it printed.
 pub struct Proc {
     /// The child process.
@@ -37,20 +66,20 @@ pub struct Proc {
     pub urls: Vec<(String, String)>,
 }
 
+/// The variable setting where `service` listens.
+pub fn listen_var(service: &str) -> String {
+    format!("TRADESTACK_SERVICES__{}__LISTEN", service.to_uppercase())
+}
+
 impl Proc {
     /// Starts `tradestack <args>` and waits for its endpoint table.
     pub fn start(args: &[&str], env: &[(&str, &str)], dir: &std::path::Path) -> Proc {
         let mut cmd = Command::new(BIN);
+        for s in SERVICES {
+            cmd.env(listen_var(s), "127.0.0.1:0");
+        }
         cmd.args(args)
             .current_dir(dir)
-            .env("TRADESTACK_SERVICES__REGISTRY__LISTEN", "127.0.0.1:0")
-            .env("TRADESTACK_SERVICES__EXCHANGE__LISTEN", "127.0.0.1:0")
-            .env("TRADESTACK_SERVICES__MARKETDATA__LISTEN", "127.0.0.1:0")
-            .env("TRADESTACK_SERVICES__RISK__LISTEN", "127.0.0.1:0")
-            .env("TRADESTACK_SERVICES__STRATEGY__LISTEN", "127.0.0.1:0")
-            .env("TRADESTACK_SERVICES__CUSTODIAN__LISTEN", "127.0.0.1:0")
-            .env("TRADESTACK_SERVICES__COORDINATOR__LISTEN", "127.0.0.1:0")
-            .env("TRADESTACK_SERVICES__AUDIT__LISTEN", "127.0.0.1:0")
             .env("TRADESTACK_MARKETDATA__ILP_LISTEN", "127.0.0.1:0")
             // The tests' books hold only their own orders.
             .env("TRADESTACK_MARKETDATA__SIMULATE", "false")
@@ -163,4 +192,67 @@ pub async fn receiver() -> (String, Received) {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
     (format!("http://{addr}"), got)
+}
+
+/// A database of its own on the test PostgreSQL server, dropped by [`TempDb::drop_now`].
+pub struct TempDb {
+    /// Its URL.
+    pub url: String,
+    name: String,
+    admin: String,
+}
+
+impl TempDb {
+    /// Creates a fresh database named after `prefix`.
+    pub async fn create(admin: &str, prefix: &str) -> TempDb {
+        use sqlx::Connection;
+        let name = tradestack_testkit::unique_name(prefix).to_lowercase();
+        let mut c = sqlx::PgConnection::connect(admin).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut c)
+            .await
+            .unwrap();
+        let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+        TempDb {
+            url,
+            name,
+            admin: admin.to_string(),
+        }
+    }
+
+    /// Drops it, with any connection still open.
+    pub async fn drop_now(self) {
+        use sqlx::Connection;
+        if let Ok(mut c) = sqlx::PgConnection::connect(&self.admin).await {
+            let _ = sqlx::query(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .execute(&mut c)
+            .await;
+        }
+    }
+}
+
+/// GETs `url`, which must answer 2xx, as JSON.
+pub async fn get_json(url: &str) -> serde_json::Value {
+    let r = reqwest::get(url).await.unwrap();
+    assert!(r.status().is_success(), "{url}: {}", r.status());
+    r.json().await.unwrap()
+}
+
+/// Polls `f` until it returns Some, for up to `secs`.
+pub async fn until<T, F: std::future::Future<Output = Option<T>>>(
+    secs: u64,
+    what: &str,
+    mut f: impl FnMut() -> F,
+) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
