@@ -88,8 +88,8 @@ pub async fn start(
                 tradestack_telemetry::http::track,
             ));
     let mut shutdown = rt.shutdown_signal();
-    let host = advertise.unwrap_or_else(|| advertised_host(addr));
-    let registration = registration::Registration::new(rt, name, host, addr.port(), link);
+    let (host, port) = advertised(advertise.as_deref(), addr);
+    let registration = registration::Registration::new(rt, name, host, port, link);
     registration.register().await;
     let heartbeat = registration.clone().heartbeat_loop(rt.shutdown_signal());
     let task = tokio::spawn(async move {
@@ -109,11 +109,52 @@ pub async fn start(
     Ok(RunningService { name, addr, task })
 }
 
-/// The host others should use: the bound IP, or loopback for a wildcard bind.
-fn advertised_host(addr: SocketAddr) -> String {
-    if addr.ip().is_unspecified() {
-        "127.0.0.1".to_string()
-    } else {
-        addr.ip().to_string()
+/// Where others reach a service bound to `addr`: `advertise` (a host, or
+/// host:port), else the bound IP (loopback for a wildcard bind); the port is
+/// the bound one unless `advertise` names one.
+pub fn advertised(advertise: Option<&str>, addr: SocketAddr) -> (String, u16) {
+    let Some(a) = advertise.map(str::trim).filter(|a| !a.is_empty()) else {
+        let host = if addr.ip().is_unspecified() {
+            "127.0.0.1".to_string()
+        } else {
+            addr.ip().to_string()
+        };
+        return (host, addr.port());
+    };
+    // A bare IPv6 address has colons but no port; `[::1]:8080` has both.
+    let bare_ipv6 = !a.starts_with('[') && a.matches(':').count() > 1;
+    match a.rsplit_once(':') {
+        Some((host, port)) if !bare_ipv6 => match port.parse() {
+            Ok(port) => (host.to_string(), port),
+            Err(_) => (a.to_string(), addr.port()),
+        },
+        _ => (a.to_string(), addr.port()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::advertised;
+
+    #[test]
+    fn advertise_is_a_host_or_a_host_and_port() {
+        let any: std::net::SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        let one: std::net::SocketAddr = "10.0.0.5:8081".parse().unwrap();
+        let cases = [
+            (None, any, ("127.0.0.1", 8080)),
+            (None, one, ("10.0.0.5", 8081)),
+            (Some("exchange"), any, ("exchange", 8080)),
+            (Some("exchange:443"), any, ("exchange", 443)),
+            (Some("[::1]:9000"), any, ("[::1]", 9000)),
+            (Some("fd00::7"), any, ("fd00::7", 8080)),
+            (Some(" "), one, ("10.0.0.5", 8081)),
+        ];
+        for (advertise, addr, (host, port)) in cases {
+            assert_eq!(
+                advertised(advertise, addr),
+                (host.to_string(), port),
+                "{advertise:?}"
+            );
+        }
     }
 }

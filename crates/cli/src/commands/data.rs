@@ -14,15 +14,8 @@ use tradestack_config::Config;
 pub fn service_url(config: &Config, service: &str, url: Option<String>) -> String {
     url.unwrap_or_else(|| {
         let cfg = config.service(service);
-        let host = cfg.advertise.clone().unwrap_or_else(|| {
-            let a = cfg.listen;
-            if a.ip().is_unspecified() {
-                format!("127.0.0.1:{}", a.port())
-            } else {
-                a.to_string()
-            }
-        });
-        format!("http://{host}")
+        let (host, port) = tradestack_service::advertised(cfg.advertise.as_deref(), cfg.listen);
+        format!("http://{host}:{port}")
     })
     .trim_end_matches('/')
     .to_string()
